@@ -1,0 +1,341 @@
+/**
+ * `mass-mailer send <file|->`: the main job, from flags to exit code.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type CampaignSummary, startCampaign, TransportError } from "../core/campaign.ts";
+import { parseRate } from "../core/rate.ts";
+import type { RecipientOptions } from "../core/recipients.ts";
+import { joinChunks, type Outgoing, type Transport } from "../core/types.ts";
+import type { TransportCli } from "../transports/transport_cli.ts";
+import { CliError, EXIT } from "./exit_codes.ts";
+import type { CliIo } from "./io.ts";
+import { describeFsError, loadTemplate } from "./message_flags.ts";
+import { startProgress } from "./progress.ts";
+import { summaryJson, summaryText } from "./summary.ts";
+import { TRANSPORTS } from "./transports.ts";
+
+/** The flags of `send` that are not a transport's own. */
+export const SEND_FLAGS = {
+  transport: { type: "string", short: "t" },
+  config: { type: "string", short: "c" },
+  from: { type: "string" },
+  "reply-to": { type: "string" },
+  "to-name": { type: "string" },
+  subject: { type: "string" },
+  text: { type: "string" },
+  "text-file": { type: "string" },
+  "html-file": { type: "string" },
+  column: { type: "string" },
+  "header-row": { type: "string" },
+  delimiter: { type: "string" },
+  concurrency: { type: "string" },
+  limit: { type: "string" },
+  rate: { type: "string" },
+  "max-attempts": { type: "string" },
+  "max-errors": { type: "string" },
+  "dry-run": { type: "boolean" },
+  preview: { type: "boolean" },
+  json: { type: "boolean" },
+  progress: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Help text of `send`. */
+export const SEND_HELP = `Usage: mass-mailer send <recipients.csv | -> --transport fake|smtp|gmail [options]
+
+Sends one message to every row of the CSV (address in the first column unless --column).
+
+Message:
+  --from ADDR           sender, e.g. "Team <team@example.com>"
+  --subject TEXT        subject; {{column}} merge fields allowed everywhere
+  --text TEXT | --text-file FILE     the text body
+  --html-file FILE      an HTML body too (multipart/alternative)
+  --reply-to ADDR       Reply-To header
+  --to-name TEXT        display name in To, e.g. "{{name}}"
+  --config FILE         JSON with from, replyTo, toName, subject, text, textFile, html, htmlFile, headers
+
+Recipients:
+  --column NAME|N       address column by header name or 1-based index (default 1)
+  --header-row auto|yes|no   is the first row a header? (default auto)
+  --delimiter C         field delimiter (default ",")
+
+Sending:
+  --transport NAME      fake, smtp or gmail (required)
+  --concurrency N       messages in flight at most (default: the transport's)
+  --rate LIMITS         e.g. 100/s or 100/s,2000/d
+  --max-attempts N      tries per message for transient failures (default 5)
+  --max-errors N        pause after N consecutive failures (default off)
+  --limit N             only the first N rows
+  --dry-run             render everything, send nothing
+  --preview             print the first rendered message and exit
+
+Output:
+  --json                one JSON summary object on stdout
+  --progress MODE       auto, bar, plain or none (default auto: bar on a terminal)
+`;
+
+type Flags = Record<string, string | boolean | string[] | undefined>;
+
+/** Run `send` with its argv (after the word `send`). Returns the exit code. */
+export async function sendCommand(args: string[], io: CliIo): Promise<number> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    ...SEND_FLAGS,
+  };
+  for (const t of TRANSPORTS) Object.assign(options, t.flags);
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}; see mass-mailer send --help`, EXIT.USAGE);
+  }
+  const flags = parsed.values as Flags;
+  if (flags.help) {
+    io.stdout(SEND_HELP + transportHelp());
+    return EXIT.OK;
+  }
+  if (parsed.positionals.length !== 1) {
+    throw new CliError(
+      "Give exactly one input: a CSV file, or - for stdin; see mass-mailer send --help",
+      EXIT.USAGE,
+    );
+  }
+  const path = parsed.positionals[0];
+  const transportCli = pickTransport(flags);
+  const template = await loadTemplate(flags);
+  const recipients = recipientOptions(flags);
+  const rate = flags.rate === undefined ? undefined : parseRate(String(flags.rate));
+  const dryRun = flags["dry-run"] === true || flags.preview === true;
+
+  const input = await openInput(path, io);
+  const transport: Transport = dryRun
+    ? dryRunTransport(transportCli.name)
+    : await transportCli.create({ flags, env: io.env, log: (l) => io.stderr(l + "\n") });
+
+  const graceful = new AbortController();
+  const hard = new AbortController();
+  const unlisten = io.onSignal?.((count) => {
+    if (count === 1) {
+      io.stderr(
+        "\nStopping: no new messages; waiting for those in flight (Ctrl-C again to abort)\n",
+      );
+      graceful.abort();
+    } else {
+      hard.abort(new Error("Aborted"));
+    }
+  });
+
+  let preview: Outgoing | undefined;
+  let summary: CampaignSummary;
+  let progress: { stop(): void } | undefined;
+  try {
+    const campaign = startCampaign({
+      input: input.stream,
+      template,
+      transport,
+      recipients,
+      concurrency: optionalInt(flags, "concurrency", 1),
+      limit: optionalInt(flags, "limit", 0),
+      rate,
+      maxAttempts: optionalInt(flags, "max-attempts", 1),
+      maxErrors: optionalInt(flags, "max-errors", 0),
+      dryRun,
+      signal: graceful.signal,
+      abortSignal: hard.signal,
+      onRendered: flags.preview
+        ? (m) => {
+          preview = m;
+          return false;
+        }
+        : undefined,
+    });
+    const mode = String(flags.progress ?? "auto");
+    if (!["auto", "bar", "plain", "none"].includes(mode)) {
+      throw new CliError(`Invalid --progress ${mode}: use auto, bar, plain or none`, EXIT.USAGE);
+    }
+    if (mode !== "none" && !flags.preview) {
+      progress = startProgress({
+        stats: campaign.stats,
+        elapsed: campaign.elapsed,
+        input: () => ({ read: input.read(), total: input.size }),
+      }, {
+        write: io.stderr,
+        tty: mode === "bar" || (mode === "auto" && io.stderrIsTty),
+      });
+    }
+    summary = await campaign.done;
+  } catch (error) {
+    throw toCliError(error);
+  } finally {
+    progress?.stop();
+    unlisten?.();
+    await transport.close();
+    await input.close();
+  }
+
+  if (flags.preview) {
+    if (preview === undefined) {
+      throw new CliError("Nothing to preview: the input has no valid recipient", EXIT.INPUT);
+    }
+    io.stderr(`Envelope: MAIL FROM:<${preview.from}> RCPT TO:<${preview.to}> (line ${preview.line})\n`);
+    io.stdout(new TextDecoder().decode(joinChunks(preview.data, preview.size)));
+    return EXIT.OK;
+  }
+
+  const ctx = { transport: transportCli.name };
+  if (flags.json) io.stdout(JSON.stringify(summaryJson(summary, ctx)) + "\n");
+  io.stderr(summaryText(summary, ctx) + "\n");
+  return exitCode(summary, recipients);
+}
+
+/** Map a finished run to its exit code (see EXIT). */
+function exitCode(s: CampaignSummary, recipients: RecipientOptions): number {
+  if (s.status === "failed") {
+    if (s.error instanceof TransportError) return EXIT.TRANSPORT;
+    if (s.error instanceof SyntaxError) return EXIT.INPUT;
+    return EXIT.TRANSPORT;
+  }
+  if (s.status !== "finished") return EXIT.INCOMPLETE;
+  const valid = s.rendered + s.done + s.duplicates + s.suppressed;
+  if (s.rows > 0 && valid === 0) {
+    const column = recipients.column ?? 1;
+    throw new CliError(
+      `0 valid addresses in column ${column} of ${s.rows} rows: check --column and --delimiter ` +
+        `(the report lists each row's reason)`,
+      EXIT.INPUT,
+    );
+  }
+  return s.failed > 0 ? EXIT.FAILED_ROWS : EXIT.OK;
+}
+
+function pickTransport(flags: Flags): TransportCli {
+  const name = flags.transport;
+  const names = TRANSPORTS.map((t) => t.name).join(", ");
+  if (name === undefined) {
+    throw new CliError(`Choose a transport with --transport (${names})`, EXIT.USAGE);
+  }
+  const chosen = TRANSPORTS.find((t) => t.name === name);
+  if (chosen === undefined) {
+    throw new CliError(`Unknown transport "${name}"; choose one of ${names}`, EXIT.USAGE);
+  }
+  for (const other of TRANSPORTS) {
+    if (other === chosen) continue;
+    for (const flag of Object.keys(other.flags)) {
+      if (flags[flag] !== undefined && !(flag in chosen.flags)) {
+        throw new CliError(
+          `--${flag} belongs to --transport ${other.name}, not ${chosen.name}`,
+          EXIT.USAGE,
+        );
+      }
+    }
+  }
+  return chosen;
+}
+
+function recipientOptions(flags: Flags): RecipientOptions {
+  const out: { column?: string | number; header?: boolean | "auto"; delimiter?: string } = {};
+  if (typeof flags.column === "string") {
+    out.column = /^\d+$/.test(flags.column) ? Number(flags.column) : flags.column;
+  }
+  const header = flags["header-row"];
+  if (header !== undefined) {
+    const map: Record<string, boolean | "auto"> = { auto: "auto", yes: true, no: false };
+    if (!(String(header) in map)) {
+      throw new CliError(`Invalid --header-row ${header}: use auto, yes or no`, EXIT.USAGE);
+    }
+    out.header = map[String(header)];
+  }
+  if (typeof flags.delimiter === "string") {
+    out.delimiter = flags.delimiter === "\\t" || flags.delimiter === "tab" ? "\t" : flags.delimiter;
+  }
+  return out;
+}
+
+function optionalInt(flags: Flags, name: string, min: number): number | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || !/^\d+$/.test(v.trim()) || n < min) {
+    throw new CliError(`Invalid --${name} ${JSON.stringify(v)}: use a whole number >= ${min}`, EXIT.USAGE);
+  }
+  return n;
+}
+
+interface Input {
+  readonly stream: AsyncIterable<Uint8Array>;
+  readonly size?: number;
+  read(): number;
+  close(): Promise<void>;
+}
+
+async function openInput(path: string, io: CliIo): Promise<Input> {
+  let source: ReadableStream<Uint8Array>;
+  let size: number | undefined;
+  let file: Deno.FsFile | undefined;
+  if (path === "-") {
+    source = io.stdin();
+  } else {
+    try {
+      file = await Deno.open(path, { read: true });
+      const info = await file.stat();
+      if (info.isDirectory) throw new Deno.errors.IsADirectory(path);
+      size = info.size;
+    } catch (error) {
+      file?.close();
+      throw new CliError(`Cannot read ${path}: ${describeFsError(error)}`, EXIT.USAGE);
+    }
+    source = file.readable;
+  }
+  let read = 0;
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of source) {
+      read += chunk.length;
+      yield chunk;
+    }
+  }
+  return {
+    stream: counted(),
+    size,
+    read: () => read,
+    async close() {
+      try {
+        await source.cancel();
+      } catch {
+        // Already closed or consumed.
+      }
+    },
+  };
+}
+
+/** Stands in for the transport in `--dry-run` and `--preview`: the engine never calls it. */
+function dryRunTransport(name: string): Transport {
+  return {
+    name,
+    maxBatch: 1000,
+    defaultConcurrency: 1000,
+    send() {
+      return Promise.reject(new Error("Dry run: nothing may be sent"));
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+function transportHelp(): string {
+  return TRANSPORTS.map((t) => `\nTransport ${t.name}:\n${t.help}\n`).join("");
+}
+
+/** Turn what the engine or a transport threw into a one-line CLI error. */
+export function toCliError(error: unknown): CliError {
+  if (error instanceof CliError) return error;
+  if (error instanceof TransportError) return new CliError(error.message, EXIT.TRANSPORT, { cause: error });
+  if (error instanceof SyntaxError) return new CliError(error.message, EXIT.INPUT, { cause: error });
+  if (error instanceof TypeError || error instanceof RangeError) {
+    return new CliError(error.message, EXIT.USAGE, { cause: error });
+  }
+  if (error instanceof Error && /Template|Compose/.test(error.name)) {
+    return new CliError(error.message, EXIT.USAGE, { cause: error });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new CliError(`Unexpected error: ${message}`, EXIT.TRANSPORT, { cause: error });
+}

@@ -1,0 +1,626 @@
+/**
+ * The campaign engine: pulls recipients from the CSV, renders each message once,
+ * hands batches to a transport within a bounded in-flight window, retries
+ * transient failures with backoff, applies rate limits, and reports exactly one
+ * final outcome per row.
+ *
+ * Pull-based: a CSV chunk is read only when the window has room, so memory is
+ * bounded by the window (plus the compact dedupe set), never by the row count.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "./clock.ts";
+import { MinHeap } from "./heap.ts";
+import { type ComposeOptions, MessageComposer } from "./message.ts";
+import { RateLimiter, type RateWindow } from "./rate.ts";
+import { type RecipientOptions, RecipientReader, type RowItem } from "./recipients.ts";
+import type { MessageTemplate } from "./template.ts";
+import type {
+  Outgoing,
+  RetryResult,
+  RowOutcome,
+  RowStatus,
+  SendResult,
+  Transport,
+} from "./types.ts";
+
+/** Options of {@link startCampaign}. Only `input`, `template` and `transport` are required. */
+export interface CampaignOptions {
+  /** The CSV bytes: a file's readable, stdin, or a request body. */
+  readonly input: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+  /** The message every recipient gets. */
+  readonly template: MessageTemplate;
+  /** Where messages go. The engine does not close it. */
+  readonly transport: Transport;
+  /** How rows become recipients (address column, header row, delimiter). */
+  readonly recipients?: RecipientOptions;
+  /** Messages in flight at most. Default: `transport.defaultConcurrency`, else 100. */
+  readonly concurrency?: number;
+  /** Process only the first N data rows. */
+  readonly limit?: number;
+  /** Render every message but send none. */
+  readonly dryRun?: boolean;
+  /** Rate limits (see `parseRate`), applied with the transport's own `limits`. */
+  readonly rate?: readonly RateWindow[];
+  /** Past send times (ms, same clock) that count against the rate windows (resume). */
+  readonly rateHistory?: Iterable<number>;
+  /** Attempts per message before a transient failure becomes final. Default 5. */
+  readonly maxAttempts?: number;
+  /** First backoff ceiling in ms; doubles per attempt (full jitter). Default 1000. */
+  readonly retryBaseMs?: number;
+  /** Largest backoff in ms. Default 60000. */
+  readonly retryMaxMs?: number;
+  /** A message still failing this long after its first attempt is recorded as failed. Default 15 min. */
+  readonly retryDeadlineMs?: number;
+  /** Pause the run after this many consecutive failed or deferred messages. 0 = never (default). */
+  readonly maxErrors?: number;
+  /** Graceful stop (Ctrl-C): take no more rows, let in-flight messages finish. */
+  readonly signal?: AbortSignal;
+  /** Hard stop: abort in-flight sends too. */
+  readonly abortSignal?: AbortSignal;
+  /** Time source; default the system clock. */
+  readonly clock?: Clock;
+  /** Random source in [0, 1) for backoff jitter; default `Math.random`. */
+  readonly random?: () => number;
+  /** Message rendering options (campaign id, Date clock, 8bit). */
+  readonly compose?: ComposeOptions;
+  /**
+   * Resume: the earlier final status of a row, if it has one. Such rows are
+   * counted in `stats.done` and not sent again.
+   */
+  readonly previous?: (line: number) => RowStatus | undefined;
+  /** Addresses never to mail (dedupe keys, see `dedupeKey`): those rows end as `suppressed`. */
+  readonly suppress?: (address: string) => boolean;
+  /** Called once the header and columns are known and the template is checked, before any send. */
+  readonly onStart?: (info: CampaignStart) => void | Promise<void>;
+  /** Called with every row's final outcome, in completion order. */
+  readonly onOutcome?: (outcome: RowOutcome) => void;
+  /** Called for every transient failure that will be retried (the report's transient history). */
+  readonly onRetry?: (line: number, attempt: number, result: RetryResult, delayMs: number) => void;
+  /** Called with each message rendered (the first one serves `--preview`). Return false to stop. */
+  readonly onRendered?: (message: Outgoing) => boolean | void;
+}
+
+/** What is known when the run is about to start sending. */
+export interface CampaignStart {
+  /** Column names from the header row ([] without one). */
+  readonly columns: readonly string[];
+  /** Whether the first row was a header. */
+  readonly hasHeader: boolean;
+  /** 0-based index of the address column. */
+  readonly addressColumn: number;
+  /** The composer, for callers that fingerprint the rendered template. */
+  readonly composer: MessageComposer;
+}
+
+/** Live counters of a run. `rows` = every other final count + `pending`. */
+export interface CampaignStats {
+  /** Data rows taken from the CSV so far. */
+  rows: number;
+  sent: number;
+  failed: number;
+  invalid: number;
+  duplicates: number;
+  suppressed: number;
+  /** Rows that already had a final outcome from an earlier run (resume). */
+  done: number;
+  /** Messages rendered (dry run: rendered but not sent). */
+  rendered: number;
+  /** Messages handed to the transport and not yet answered. */
+  inFlight: number;
+  /** Messages waiting for a retry. */
+  retrying: number;
+  /** Send attempts made, first tries and retries. */
+  attempts: number;
+  /** Transient failures seen (each scheduled a retry or ended in failed). */
+  transient: number;
+  /** Bytes of rendered messages handed to the transport. */
+  bytes: number;
+}
+
+/** How a run ended. */
+export type CampaignStatus =
+  | "finished" // every row read has a final outcome
+  | "stopped" // graceful stop asked; unfinished rows resume next time
+  | "paused" // error budget hit or the sender is out of quota; resume later
+  | "failed"; // the transport or the input failed; see `error`
+
+/** The result of a run: final counters and how it ended. */
+export interface CampaignSummary extends CampaignStats {
+  readonly status: CampaignStatus;
+  /** Rows read that have no final outcome (in flight at a stop, deferred, waiting to retry). */
+  readonly pending: number;
+  /** Why the run did not finish, in one sentence. */
+  readonly reason?: string;
+  /** The error that ended a failed run. */
+  readonly error?: Error;
+  readonly elapsedMs: number;
+  /** True when this was a dry run. */
+  readonly dryRun: boolean;
+}
+
+/** The transport failed in a way that stops the whole run (bad credentials, TLS, closed). */
+export class TransportError extends Error {
+  /** Wrap the transport's own error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TransportError";
+  }
+}
+
+/** A running campaign: live `stats` and the `done` promise. */
+export interface Campaign {
+  readonly stats: Readonly<CampaignStats>;
+  /** Milliseconds since the run started. */
+  elapsed(): number;
+  /** Resolves when the run ends; rejects only for errors before the first send (bad template, bad column). */
+  readonly done: Promise<CampaignSummary>;
+}
+
+interface RetryEntry {
+  readonly msg: Outgoing;
+  readonly attempts: number;
+  readonly firstAt: number;
+}
+
+interface Flight {
+  readonly msgs: Outgoing[];
+  /** Attempt number per message (1 = first try). */
+  readonly attempts: number[];
+  readonly firstAt: number[];
+}
+
+/** Run a campaign to its end. Shorthand for `startCampaign(options).done`. */
+export function runCampaign(options: CampaignOptions): Promise<CampaignSummary> {
+  return startCampaign(options).done;
+}
+
+/** Start a campaign; watch `stats` while it runs, await `done` for the summary. */
+export function startCampaign(options: CampaignOptions): Campaign {
+  const engine = new Engine(options);
+  return {
+    stats: engine.stats,
+    elapsed: () => engine.elapsed(),
+    done: engine.run(),
+  };
+}
+
+const WAKE = Symbol("wake");
+
+class Engine {
+  readonly stats: CampaignStats = {
+    rows: 0,
+    sent: 0,
+    failed: 0,
+    invalid: 0,
+    duplicates: 0,
+    suppressed: 0,
+    done: 0,
+    rendered: 0,
+    inFlight: 0,
+    retrying: 0,
+    attempts: 0,
+    transient: 0,
+    bytes: 0,
+  };
+  readonly #o: CampaignOptions;
+  readonly #transport: Transport;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #window: number;
+  readonly #maxBatch: number;
+  readonly #maxAttempts: number;
+  readonly #retryBase: number;
+  readonly #retryMax: number;
+  readonly #retryDeadline: number;
+  readonly #maxErrors: number;
+  readonly #limit: number;
+  readonly #limiter: RateLimiter | undefined;
+  readonly #retries = new MinHeap<RetryEntry>();
+  readonly #hard = new AbortController();
+  readonly #startedAt: number;
+  #composer!: MessageComposer;
+  #iterator!: AsyncIterator<RowItem[]>;
+  #buffer: RowItem[] = [];
+  #bufferAt = 0;
+  #exhausted = false;
+  #pendingNext: Promise<void> | undefined;
+  #inputError: Error | undefined;
+  #fatal: Error | undefined;
+  #pauseReason: string | undefined;
+  #consecutiveErrors = 0;
+  #waker: (() => void) | undefined;
+  #previewStop = false;
+
+  constructor(options: CampaignOptions) {
+    this.#o = options;
+    this.#transport = options.transport;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#window = positiveInt(
+      "concurrency",
+      options.concurrency ?? options.transport.defaultConcurrency ?? 100,
+    );
+    this.#maxBatch = Math.max(1, Math.min(options.transport.maxBatch, this.#window));
+    this.#maxAttempts = positiveInt("maxAttempts", options.maxAttempts ?? 5);
+    this.#retryBase = options.retryBaseMs ?? 1000;
+    this.#retryMax = options.retryMaxMs ?? 60_000;
+    this.#retryDeadline = options.retryDeadlineMs ?? 15 * 60_000;
+    this.#maxErrors = options.maxErrors ?? 0;
+    this.#limit = options.limit ?? Infinity;
+    if (!(this.#limit >= 0)) throw new RangeError(`Invalid limit ${options.limit}: use a number >= 0`);
+    const windows = [
+      ...(options.rate ?? []),
+      ...(options.transport.limits ?? []).map((l) => ({
+        count: l.count,
+        perMs: l.perMs,
+        spec: `${l.count}/${l.perMs}ms (${options.transport.name})`,
+      })),
+    ];
+    if (windows.length > 0 && !options.dryRun) {
+      this.#limiter = new RateLimiter(windows, { now: () => this.#clock.now() });
+      if (options.rateHistory) this.#limiter.seed(options.rateHistory);
+    }
+    this.#startedAt = this.#clock.now();
+    options.abortSignal?.addEventListener("abort", () => {
+      this.#hard.abort(options.abortSignal!.reason);
+      this.#wake();
+    }, { once: true });
+    options.signal?.addEventListener("abort", () => this.#wake(), { once: true });
+  }
+
+  elapsed(): number {
+    return this.#clock.now() - this.#startedAt;
+  }
+
+  async run(): Promise<CampaignSummary> {
+    await this.#begin();
+    try {
+      await this.#loop();
+    } catch (error) {
+      this.#fatal ??= error instanceof Error ? error : new Error(String(error));
+      this.#hard.abort(this.#fatal);
+    }
+    return this.#summary();
+  }
+
+  /** Read the first batch so the columns are known, then check the template. Throws before any send. */
+  async #begin(): Promise<void> {
+    const reader = new RecipientReader(this.#o.input, this.#o.recipients);
+    this.#iterator = reader[Symbol.asyncIterator]();
+    const first = await this.#iterator.next();
+    if (first.done) this.#exhausted = true;
+    else this.#buffer = first.value;
+    this.#composer = new MessageComposer(this.#o.template, reader.columns, this.#o.compose);
+    await this.#o.onStart?.({
+      columns: reader.columns,
+      hasHeader: reader.hasHeader,
+      addressColumn: reader.addressColumn,
+      composer: this.#composer,
+    });
+  }
+
+  #stopping(): boolean {
+    return this.#fatal !== undefined || this.#pauseReason !== undefined ||
+      this.#previewStop || this.#o.signal?.aborted === true || this.#hard.signal.aborted;
+  }
+
+  #wake(): void {
+    const w = this.#waker;
+    if (w !== undefined) {
+      this.#waker = undefined;
+      w();
+    }
+  }
+
+  /** Wait for a completion, new input or a signal; or until `ms` passes. */
+  async #idle(ms: number): Promise<void> {
+    const wake = new Promise<typeof WAKE>((resolve) => this.#waker = () => resolve(WAKE));
+    if (!Number.isFinite(ms)) {
+      await wake;
+      return;
+    }
+    const cancel = new AbortController();
+    try {
+      await Promise.race([wake, this.#clock.sleep(ms, cancel.signal)]);
+    } finally {
+      cancel.abort();
+      this.#waker = undefined;
+    }
+  }
+
+  async #loop(): Promise<void> {
+    while (true) {
+      if (this.#inputError !== undefined) {
+        this.#fatal ??= this.#inputError;
+      }
+      let waitMs = Infinity;
+      if (!this.#stopping()) {
+        waitMs = this.#fill();
+      } else if (this.#hard.signal.aborted) {
+        return;
+      }
+      const stats = this.stats;
+      if (this.#stopping() || (this.#exhausted && this.#buffer.length === this.#bufferAt)) {
+        // Nothing new will be taken; finish when the in-flight and retry work is over.
+        if (stats.inFlight === 0 && (this.#stopping() || this.#retries.size === 0)) return;
+        if (this.#stopping()) waitMs = Infinity;
+      }
+      await this.#idle(waitMs);
+    }
+  }
+
+  /**
+   * Dispatch as much as the window and the rate allow. Returns how long to
+   * wait at most before trying again (Infinity: until something happens).
+   */
+  #fill(): number {
+    const stats = this.stats;
+    while (true) {
+      if (this.#stopping()) return Infinity;
+      const room = this.#window - stats.inFlight;
+      if (room <= 0) return Infinity;
+      let take = Math.min(room, this.#maxBatch);
+      if (this.#limiter !== undefined) {
+        while (take > 1 && this.#limiter.wait(take) > 0) take >>= 1;
+        const wait = this.#limiter.wait(take);
+        if (wait > 0) return wait;
+      }
+      const now = this.#clock.now();
+      const batch: Outgoing[] = [];
+      const attempts: number[] = [];
+      const firstAt: number[] = [];
+      // Retries that are due go first.
+      while (batch.length < take && (this.#retries.peekKey() ?? Infinity) <= now) {
+        const entry = this.#retries.pop()!;
+        stats.retrying--;
+        batch.push(entry.msg);
+        attempts.push(entry.attempts + 1);
+        firstAt.push(entry.firstAt);
+      }
+      while (batch.length < take) {
+        const item = this.#nextItem();
+        if (item === undefined) break;
+        const msg = this.#admit(item);
+        if (msg !== undefined) {
+          batch.push(msg);
+          attempts.push(1);
+          firstAt.push(now);
+        }
+        if (this.#previewStop) break;
+      }
+      if (batch.length === 0) {
+        const due = this.#retries.peekKey();
+        return due === undefined ? Infinity : Math.max(0, due - now);
+      }
+      this.#limiter?.tryTake(batch.length);
+      this.#dispatch({ msgs: batch, attempts, firstAt });
+    }
+  }
+
+  /** The next row item, or undefined when none is buffered (a read is then under way). */
+  #nextItem(): RowItem | undefined {
+    if (this.#bufferAt < this.#buffer.length) {
+      if (this.stats.rows >= this.#limit) {
+        this.#exhausted = true;
+        this.#buffer = [];
+        this.#bufferAt = 0;
+        return undefined;
+      }
+      return this.#buffer[this.#bufferAt++];
+    }
+    if (this.#exhausted || this.#pendingNext !== undefined) return undefined;
+    this.#buffer = [];
+    this.#bufferAt = 0;
+    this.#pendingNext = this.#iterator.next().then(
+      (r) => {
+        this.#pendingNext = undefined;
+        if (r.done) this.#exhausted = true;
+        else this.#buffer = r.value;
+        this.#wake();
+      },
+      (error) => {
+        this.#pendingNext = undefined;
+        this.#exhausted = true;
+        this.#inputError = error instanceof Error ? error : new Error(String(error));
+        this.#wake();
+      },
+    );
+    return undefined;
+  }
+
+  /** Account for one row; return its rendered message when it is to be sent. */
+  #admit(item: RowItem): Outgoing | undefined {
+    const stats = this.stats;
+    stats.rows++;
+    const line = item.kind === "recipient" ? item.recipient.line : item.line;
+    const before = this.#o.previous?.(line);
+    if (before !== undefined) {
+      stats.done++;
+      return undefined;
+    }
+    if (item.kind === "invalid") {
+      stats.invalid++;
+      this.#outcome(line, item.address, "invalid", item.code, item.reason, 0);
+      return undefined;
+    }
+    if (item.kind === "duplicate") {
+      stats.duplicates++;
+      this.#outcome(
+        line,
+        item.address,
+        "duplicate",
+        "duplicate",
+        `Duplicate of line ${item.firstLine}`,
+        0,
+      );
+      return undefined;
+    }
+    const r = item.recipient;
+    if (this.#o.suppress?.(r.address)) {
+      stats.suppressed++;
+      this.#outcome(line, r.address, "suppressed", "suppressed", "On the suppression list", 0);
+      return undefined;
+    }
+    let msg: Outgoing;
+    try {
+      msg = this.#composer.render(r);
+    } catch (error) {
+      stats.invalid++;
+      this.#outcome(line, r.address, "invalid", "render", errorMessage(error), 0);
+      return undefined;
+    }
+    stats.rendered++;
+    if (this.#o.onRendered?.(msg) === false) this.#previewStop = true;
+    if (this.#o.dryRun) return undefined;
+    return msg;
+  }
+
+  #dispatch(flight: Flight): void {
+    const stats = this.stats;
+    const n = flight.msgs.length;
+    stats.inFlight += n;
+    stats.attempts += n;
+    for (const m of flight.msgs) stats.bytes += m.size;
+    let promise: Promise<SendResult[]>;
+    try {
+      promise = this.#transport.send(flight.msgs, { signal: this.#hard.signal });
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    promise.then(
+      (results) => this.#complete(flight, results),
+      (error) => this.#crash(flight, error),
+    );
+  }
+
+  #crash(flight: Flight, error: unknown): void {
+    this.stats.inFlight -= flight.msgs.length;
+    if (!this.#hard.signal.aborted) {
+      this.#fatal ??= new TransportError(
+        `The ${this.#transport.name} transport failed: ${errorMessage(error)}`,
+        { cause: error },
+      );
+      this.#hard.abort(this.#fatal);
+    }
+    this.#wake();
+  }
+
+  #complete(flight: Flight, results: SendResult[]): void {
+    const stats = this.stats;
+    const { msgs } = flight;
+    if (results.length !== msgs.length) {
+      this.#crash(
+        flight,
+        new Error(`it answered ${results.length} results for a batch of ${msgs.length}`),
+      );
+      return;
+    }
+    stats.inFlight -= msgs.length;
+    const now = this.#clock.now();
+    for (let i = 0; i < msgs.length; i++) {
+      const msg = msgs[i];
+      const r = results[i];
+      const attempts = flight.attempts[i];
+      if (r.status === "sent") {
+        stats.sent++;
+        this.#consecutiveErrors = 0;
+        this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
+        continue;
+      }
+      this.#consecutiveErrors++;
+      if (r.status === "failed") {
+        stats.failed++;
+        this.#outcome(msg.line, msg.to, "failed", r.code, r.reason, attempts);
+        continue;
+      }
+      stats.transient++;
+      const firstAt = flight.firstAt[i];
+      if (r.pauseSender) {
+        this.#pauseReason ??= `The transport is out of quota: ${r.reason}`;
+      }
+      const delay = this.#backoff(attempts, r.retryAfterMs);
+      if (attempts >= this.#maxAttempts || now + delay - firstAt > this.#retryDeadline) {
+        stats.failed++;
+        const why = attempts >= this.#maxAttempts
+          ? `after ${attempts} attempts`
+          : `retries ran past ${this.#retryDeadline} ms`;
+        this.#outcome(msg.line, msg.to, "failed", r.code, `${r.reason} (${why})`, attempts);
+        continue;
+      }
+      this.#o.onRetry?.(msg.line, attempts, r, delay);
+      stats.retrying++;
+      this.#retries.push(now + delay, { msg, attempts, firstAt });
+    }
+    if (this.#maxErrors > 0 && this.#consecutiveErrors >= this.#maxErrors) {
+      this.#pauseReason ??= `${this.#consecutiveErrors} messages in a row failed ` +
+        `(--max-errors ${this.#maxErrors}); check the transport, then run the same command again to resume`;
+    }
+    this.#wake();
+  }
+
+  /** Exponential backoff with full jitter, never less than the far end's Retry-After. */
+  #backoff(attempt: number, retryAfterMs: number | undefined): number {
+    const ceiling = Math.min(this.#retryMax, this.#retryBase * 2 ** (attempt - 1));
+    const jitter = Math.floor(this.#random() * ceiling);
+    return Math.max(jitter, retryAfterMs ?? 0);
+  }
+
+  #outcome(
+    line: number,
+    address: string,
+    status: RowStatus,
+    code: string,
+    reason: string,
+    attempts: number,
+    id?: string,
+  ): void {
+    const sink = this.#o.onOutcome;
+    if (sink === undefined) return;
+    sink(id === undefined
+      ? { line, address, status, code, reason, attempts }
+      : { line, address, status, code, reason, attempts, id });
+  }
+
+  #summary(): CampaignSummary {
+    const s = this.stats;
+    const final = s.sent + s.failed + s.invalid + s.duplicates + s.suppressed + s.done;
+    const pending = s.rows - final - (this.#o.dryRun ? s.rendered : 0);
+    let status: CampaignStatus = "finished";
+    let reason: string | undefined;
+    if (this.#fatal !== undefined) {
+      status = "failed";
+      reason = this.#fatal.message;
+    } else if (this.#pauseReason !== undefined) {
+      status = "paused";
+      reason = this.#pauseReason;
+    } else if (this.#o.signal?.aborted || this.#hard.signal.aborted) {
+      status = "stopped";
+      reason = "Stopped on request; run the same command again to resume";
+    } else if (pending > 0 && !this.#previewStop) {
+      status = "stopped";
+      reason = `${pending} rows have no final outcome`;
+    }
+    return {
+      ...s,
+      retrying: this.#retries.size,
+      status,
+      pending,
+      reason,
+      error: this.#fatal,
+      elapsedMs: this.elapsed(),
+      dryRun: this.#o.dryRun === true,
+    };
+  }
+}
+
+function positiveInt(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`Invalid ${name} ${value}: use a whole number >= 1`);
+  }
+  return value;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,347 @@
+import assert from "node:assert/strict";
+import { type CampaignOptions, runCampaign, startCampaign, TransportError } from "./campaign.ts";
+import { flush, ManualClock } from "./clock.ts";
+import { parseRate } from "./rate.ts";
+import type { Outgoing, RowOutcome, SendResult, Transport } from "./types.ts";
+import { createFakeTransport } from "../transports/fake.ts";
+
+const TEMPLATE = {
+  from: "Team <team@example.com>",
+  subject: "Hello {{name}}",
+  text: "Hi {{name}}\n",
+};
+
+/** A CSV with a header and `n` valid rows. */
+function csv(n: number, extra = ""): string {
+  let s = "email,name\n";
+  for (let i = 1; i <= n; i++) s += `user${i}@example.com,Name ${i}\n`;
+  return s + extra;
+}
+
+/** Bytes of `text` in chunks of `size`. */
+function stream(text: string, size = 4096): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.slice(at, at + size));
+      at += size;
+    },
+  });
+}
+
+interface Recorder extends Transport {
+  readonly batches: Outgoing[][];
+  maxInFlight: number;
+}
+
+/** A transport that answers with `answer` after `delay()` resolves, recording what it saw. */
+function recorder(
+  answer: (m: Outgoing, attempt: number) => SendResult,
+  opts: { maxBatch?: number; delay?: () => Promise<void> } = {},
+): Recorder {
+  const seen = new Map<number, number>();
+  let inFlight = 0;
+  const t: Recorder = {
+    name: "recorder",
+    maxBatch: opts.maxBatch ?? 10,
+    batches: [],
+    maxInFlight: 0,
+    async send(batch) {
+      assert.ok(batch.length <= t.maxBatch, "batch larger than maxBatch");
+      t.batches.push([...batch]);
+      inFlight += batch.length;
+      t.maxInFlight = Math.max(t.maxInFlight, inFlight);
+      await (opts.delay?.() ?? Promise.resolve());
+      inFlight -= batch.length;
+      return batch.map((m) => {
+        const n = (seen.get(m.line) ?? 0) + 1;
+        seen.set(m.line, n);
+        return answer(m, n);
+      });
+    },
+    close: () => Promise.resolve(),
+  };
+  return t;
+}
+
+const sent = (): SendResult => ({ status: "sent", id: "x" });
+
+function run(text: string, transport: Transport, extra: Partial<CampaignOptions> = {}) {
+  const outcomes: RowOutcome[] = [];
+  const done = runCampaign({
+    input: stream(text),
+    template: TEMPLATE,
+    transport,
+    onOutcome: (o) => outcomes.push(o),
+    ...extra,
+  });
+  return { done, outcomes };
+}
+
+Deno.test("runCampaign() sends exactly one message per valid row for 0, 1, 999, 1000, 1001 and 2001 rows", async (t) => {
+  for (const n of [0, 1, 999, 1000, 1001, 2001]) {
+    await t.step(`${n} rows`, async () => {
+      const tr = recorder(sent, { maxBatch: 100 });
+      const { done, outcomes } = run(csv(n), tr, { concurrency: 250 });
+      const s = await done;
+      const lines = tr.batches.flat().map((m) => m.line).sort((a, b) => a - b);
+      assert.deepEqual(lines, Array.from({ length: n }, (_, i) => i + 2));
+      assert.equal(s.status, "finished");
+      assert.equal(s.rows, n);
+      assert.equal(s.sent, n);
+      assert.equal(s.pending, 0);
+      assert.equal(outcomes.length, n);
+      assert.ok(tr.maxInFlight <= 250);
+    });
+  }
+});
+
+Deno.test("runCampaign() accounts for every row: rows = sent + failed + invalid + duplicates", async () => {
+  const text = "email,name\nuser1@example.com,A\nnot-an-address,B\nuser3@example.com,C\n" +
+    "USER1@example.com,D\nuser5@example.com,E\n";
+  const tr = recorder((m) =>
+    m.line === 4 ? { status: "failed", code: "5.1.1", reason: "550 5.1.1 no such user" } : sent()
+  );
+  const { done, outcomes } = run(text, tr);
+  const s = await done;
+  assert.equal(s.rows, 5);
+  assert.deepEqual([s.sent, s.failed, s.invalid, s.duplicates], [2, 1, 1, 1]);
+  assert.equal(s.sent + s.failed + s.invalid + s.duplicates, s.rows);
+  const byLine = new Map(outcomes.map((o) => [o.line, o]));
+  assert.equal(byLine.get(3)?.status, "invalid");
+  assert.ok(byLine.get(3)!.reason.length > 0);
+  assert.equal(byLine.get(4)?.status, "failed");
+  assert.equal(byLine.get(4)?.code, "5.1.1");
+  assert.equal(byLine.get(5)?.status, "duplicate");
+  assert.match(byLine.get(5)!.reason, /line 2/);
+});
+
+Deno.test("runCampaign() with the fake transport: ADDR-3, one bad row and one refused recipient do not stop the run", async () => {
+  const text = "user1@example.com\nnot-an-address\nuser3@example.com\nuser4@example.com\nuser5@example.com\n";
+  const { done, outcomes } = run(text, createFakeTransport({ latencyMs: 1, failLines: [4] }), {
+    template: { from: "a@example.com", subject: "s", text: "t" },
+  });
+  const s = await done;
+  assert.deepEqual([s.rows, s.sent, s.invalid, s.failed], [5, 3, 1, 1]);
+  const byLine = new Map(outcomes.map((o) => [o.line, o]));
+  assert.equal(byLine.get(2)?.status, "invalid");
+  assert.equal(byLine.get(4)?.status, "failed");
+  assert.match(byLine.get(4)!.reason, /550 5\.1\.1/);
+  for (const l of [1, 3, 5]) assert.equal(byLine.get(l)?.status, "sent");
+});
+
+Deno.test("runCampaign() never has more than the window in flight and batches at most maxBatch", async () => {
+  const gate = () => new Promise<void>((r) => setTimeout(r, 1));
+  const tr = recorder(sent, { maxBatch: 7, delay: gate });
+  const s = await run(csv(500), tr, { concurrency: 20 }).done;
+  assert.equal(s.sent, 500);
+  assert.ok(tr.maxInFlight <= 20, `max in flight ${tr.maxInFlight}`);
+  assert.ok(tr.batches.every((b) => b.length <= 7));
+});
+
+Deno.test("runCampaign() reads the input only as fast as the window drains (pull-based)", async () => {
+  let pulls = 0;
+  const text = new TextEncoder().encode(csv(2000));
+  let at = 0;
+  const input = new ReadableStream<Uint8Array>({
+    pull(c) {
+      pulls++;
+      if (at >= text.length) return c.close();
+      c.enqueue(text.slice(at, at + 256));
+      at += 256;
+    },
+  }, { highWaterMark: 0 });
+  let open: (() => void)[] = [];
+  const tr = recorder(sent, {
+    maxBatch: 5,
+    delay: () => new Promise<void>((r) => open.push(r)),
+  });
+  const campaign = startCampaign({ input, template: TEMPLATE, transport: tr, concurrency: 10 });
+  await flush();
+  // The window is full and nothing completes: the reader must not race ahead.
+  const pullsWhileBlocked = pulls;
+  assert.ok(pullsWhileBlocked <= 3, `pulled ${pullsWhileBlocked} chunks with a full window`);
+  while (true) {
+    const o = open;
+    open = [];
+    o.forEach((r) => r());
+    await flush();
+    if (campaign.stats.sent === 2000) break;
+  }
+  assert.equal((await campaign.done).sent, 2000);
+});
+
+Deno.test("runCampaign() retries transient failures with backoff on the injected clock", async () => {
+  const clock = new ManualClock();
+  const tr = recorder((m, attempt) =>
+    m.line === 3 && attempt < 3
+      ? { status: "retry", code: "4.7.1", reason: "450 4.7.1 try later" }
+      : sent()
+  );
+  const retries: [number, number, number][] = [];
+  const campaign = startCampaign({
+    input: stream(csv(3)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    random: () => 0.5,
+    retryBaseMs: 1000,
+    onRetry: (line, attempt, _r, delay) => retries.push([line, attempt, delay]),
+  });
+  await flush();
+  assert.equal(campaign.stats.sent, 2);
+  assert.equal(campaign.stats.retrying, 1);
+  await clock.advance(499); // first backoff is 0.5 * 1000
+  assert.equal(campaign.stats.sent, 2);
+  await clock.advance(1);
+  await clock.advance(1000); // second backoff 0.5 * 2000
+  const s = await campaign.done;
+  assert.equal(s.sent, 3);
+  assert.equal(s.transient, 2);
+  assert.deepEqual(retries, [[3, 1, 500], [3, 2, 1000]]);
+});
+
+Deno.test("runCampaign() records a message as failed after maxAttempts, with the last reason", async () => {
+  const clock = new ManualClock();
+  const tr = recorder(() => ({ status: "retry", code: "4.2.0", reason: "451 busy" }));
+  const outcomes: RowOutcome[] = [];
+  const campaign = startCampaign({
+    input: stream(csv(1)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    maxAttempts: 3,
+    onOutcome: (o) => outcomes.push(o),
+  });
+  for (let i = 0; i < 10 && campaign.stats.failed === 0; i++) await clock.advance(60_000);
+  const s = await campaign.done;
+  assert.equal(s.failed, 1);
+  assert.equal(tr.batches.length, 3);
+  assert.equal(outcomes[0].attempts, 3);
+  assert.match(outcomes[0].reason, /451 busy \(after 3 attempts\)/);
+});
+
+Deno.test("runCampaign() honours the far end's retry-after over a shorter jitter", async () => {
+  const clock = new ManualClock();
+  const tr = recorder((_m, attempt) =>
+    attempt === 1 ? { status: "retry", code: "429", reason: "slow down", retryAfterMs: 30_000 } : sent()
+  );
+  const campaign = startCampaign({
+    input: stream(csv(1)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    random: () => 0,
+  });
+  await flush();
+  await clock.advance(29_999);
+  assert.equal(campaign.stats.sent, 0);
+  await clock.advance(1);
+  assert.equal((await campaign.done).sent, 1);
+});
+
+Deno.test("runCampaign() pauses after --max-errors consecutive failures and leaves the rest pending", async () => {
+  const tr = recorder(() => ({ status: "failed", code: "535", reason: "auth" }), { maxBatch: 1 });
+  const s = await run(csv(100), tr, { maxErrors: 5, concurrency: 1 }).done;
+  assert.equal(s.status, "paused");
+  assert.equal(s.failed, 5);
+  assert.match(s.reason!, /5 messages in a row failed/);
+  assert.equal(s.rows, s.failed + s.pending);
+});
+
+Deno.test("runCampaign() stops taking rows on the signal and lets in-flight messages finish", async () => {
+  const stop = new AbortController();
+  let open: (() => void)[] = [];
+  const tr = recorder(sent, { maxBatch: 5, delay: () => new Promise<void>((r) => open.push(r)) });
+  const campaign = startCampaign({
+    input: stream(csv(1000)),
+    template: TEMPLATE,
+    transport: tr,
+    concurrency: 10,
+    signal: stop.signal,
+  });
+  await flush();
+  assert.equal(campaign.stats.inFlight, 10);
+  stop.abort();
+  open.forEach((r) => r());
+  open = [];
+  const s = await campaign.done;
+  assert.equal(s.status, "stopped");
+  assert.equal(s.sent, 10);
+  assert.equal(tr.batches.flat().length, 10, "nothing new was dispatched after the stop");
+  assert.equal(s.rows, s.sent + s.pending);
+});
+
+Deno.test("runCampaign() fails the run with TransportError when the transport throws", async () => {
+  const tr: Transport = {
+    name: "broken",
+    maxBatch: 1,
+    send: () => Promise.reject(new Error("535 5.7.8 authentication failed")),
+    close: () => Promise.resolve(),
+  };
+  const s = await run(csv(10), tr).done;
+  assert.equal(s.status, "failed");
+  assert.ok(s.error instanceof TransportError);
+  assert.match(s.reason!, /broken transport failed: 535 5\.7\.8/);
+});
+
+Deno.test("runCampaign() rejects an unknown merge field before the first send", async () => {
+  const tr = recorder(sent);
+  await assert.rejects(
+    run(csv(5), tr, { template: { ...TEMPLATE, subject: "Hi {{nmae}}" } }).done,
+    /nmae/,
+  );
+  assert.equal(tr.batches.length, 0);
+});
+
+Deno.test("runCampaign() applies a rate limit on the injected clock", async () => {
+  const clock = new ManualClock();
+  const tr = recorder(sent, { maxBatch: 10 });
+  const campaign = startCampaign({
+    input: stream(csv(1000)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    rate: parseRate("10/s"),
+  });
+  await flush();
+  for (let i = 0; i < 20; i++) await clock.advance(100);
+  const sentIn2s = campaign.stats.sent;
+  assert.ok(sentIn2s >= 19 && sentIn2s <= 21, `sent ${sentIn2s} in 2 s at 10/s`);
+  for (let i = 0; i < 200 && campaign.stats.rows < 1000; i++) await clock.advance(10_000);
+  assert.equal((await campaign.done).sent, 1000);
+});
+
+Deno.test("runCampaign() skips rows that have a final outcome from an earlier run", async () => {
+  const tr = recorder(sent);
+  const s = await run(csv(10), tr, { previous: (line) => line % 2 === 0 ? "sent" : undefined })
+    .done;
+  assert.equal(s.done, 5);
+  assert.equal(s.sent, 5);
+  assert.deepEqual(tr.batches.flat().map((m) => m.line).sort((a, b) => a - b), [3, 5, 7, 9, 11]);
+});
+
+Deno.test("runCampaign() in a dry run renders every message and sends none", async () => {
+  const tr = recorder(sent);
+  const s = await run(csv(50), tr, { dryRun: true }).done;
+  assert.equal(s.rendered, 50);
+  assert.equal(s.sent, 0);
+  assert.equal(tr.batches.length, 0);
+  assert.equal(s.status, "finished");
+});
+
+Deno.test("runCampaign() pauses when the transport says the sender is out of quota", async () => {
+  const tr = recorder(() => ({
+    status: "retry",
+    code: "429",
+    reason: "User-rate limit exceeded (Mail sending)",
+    pauseSender: true,
+  }), { maxBatch: 1 });
+  const s = await run(csv(20), tr, { concurrency: 1 }).done;
+  assert.equal(s.status, "paused");
+  assert.match(s.reason!, /out of quota/);
+  assert.equal(s.sent, 0);
+  assert.equal(s.pending, s.rows);
+});

@@ -1,0 +1,166 @@
+/**
+ * The fake transport: accepts every message after a fixed latency (500 ms by
+ * default), with seeded failure injection. For trying mass-mailer out, for
+ * benchmarks, and for exercising failure paths in tests.
+ *
+ * It receives exactly the rendered messages every other transport receives.
+ * Messages whose sends start within the same millisecond share one timer, yet
+ * each completes no earlier than `latencyMs` after its own start.
+ *
+ * @module
+ */
+import type { Outgoing, SendOptions, SendResult, Transport } from "../core/types.ts";
+
+/** How injected failures behave. */
+export type FailKind = "permanent" | "transient" | "mixed";
+
+/** Options of {@link createFakeTransport}; every field has a default. */
+export interface FakeTransportOptions {
+  /** Time each message takes, in ms. Default 500. */
+  latencyMs?: number;
+  /** Fraction of attempts that fail, 0..1. Default 0. */
+  failRate?: number;
+  /** Whether injected failures are permanent (550), transient (451) or half each. Default "permanent". */
+  failKind?: FailKind;
+  /** Seed of the failure pattern: the same seed fails the same attempts. Default 1. */
+  seed?: number;
+  /** Line numbers whose messages are always refused with 550 5.1.1 (permanent). */
+  failLines?: Iterable<number>;
+  /** Largest batch accepted per call. Default 100. */
+  maxBatch?: number;
+  /** Default in-flight window the engine uses for this transport. Default 1,000,000. */
+  defaultConcurrency?: number;
+  /**
+   * Append one line `line,address,messageId` per accepted message to this file,
+   * written before the result is returned (an independent record for tests).
+   */
+  deliveryLog?: string;
+}
+
+interface Bucket {
+  readonly due: number;
+  readonly created: number;
+  readonly waiters: Array<() => void>;
+}
+
+/** 32-bit mix (a murmur3 finaliser) used to draw deterministic failures. */
+function mix(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** Create a fake transport. */
+export function createFakeTransport(options: FakeTransportOptions = {}): Transport {
+  const latencyMs = options.latencyMs ?? 500;
+  const failRate = options.failRate ?? 0;
+  const failKind = options.failKind ?? "permanent";
+  const seed = (options.seed ?? 1) >>> 0;
+  const maxBatch = options.maxBatch ?? 100;
+  if (!(latencyMs >= 0) || !Number.isFinite(latencyMs)) {
+    throw new RangeError(`Invalid latency ${latencyMs}: use a number of milliseconds >= 0`);
+  }
+  if (!(failRate >= 0 && failRate <= 1)) {
+    throw new RangeError(`Invalid fail rate ${failRate}: use a fraction from 0 to 1`);
+  }
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
+    throw new RangeError(`Invalid batch size ${maxBatch}: use a whole number >= 1`);
+  }
+  const failLines = new Set(options.failLines ?? []);
+  const attempts = new Map<number, number>(); // only for lines that failed once
+  const logPath = options.deliveryLog;
+  let bucket: Bucket | undefined;
+  let pending = 0;
+  let closed = false;
+  const threshold = Math.round(failRate * 0x1_0000_0000);
+
+  function outcome(msg: Outgoing): SendResult {
+    if (failLines.has(msg.line)) {
+      return { status: "failed", code: "5.1.1", reason: "550 5.1.1 Recipient refused (fake --fail-lines)" };
+    }
+    if (threshold === 0) return { status: "sent", id: `fake-${msg.line}` };
+    const n = attempts.get(msg.line) ?? 0;
+    const draw = mix(mix(seed ^ Math.imul(msg.line, 0x9e3779b1)) + n);
+    if (draw >= threshold) {
+      if (n > 0) attempts.delete(msg.line);
+      return { status: "sent", id: `fake-${msg.line}` };
+    }
+    const transient = failKind === "transient" || (failKind === "mixed" && (draw & 1) === 0);
+    if (transient) {
+      attempts.set(msg.line, n + 1);
+      return {
+        status: "retry",
+        code: "4.3.0",
+        reason: "451 4.3.0 Temporary failure (fake --fail-rate)",
+      };
+    }
+    return { status: "failed", code: "5.1.1", reason: "550 5.1.1 Mailbox unavailable (fake --fail-rate)" };
+  }
+
+  function fire(b: Bucket): void {
+    const early = b.due - performance.now();
+    if (early > 0) {
+      setTimeout(() => fire(b), Math.ceil(early));
+      return;
+    }
+    if (bucket === b) bucket = undefined;
+    for (const wake of b.waiters) wake();
+  }
+
+  function wait(signal: AbortSignal): Promise<void> {
+    const now = performance.now();
+    let b = bucket;
+    if (b === undefined || now - b.created >= 1) {
+      // One timer per millisecond of starts; +1 ms so the last joiner still waits its full latency.
+      b = { due: now + latencyMs + 1, created: now, waiters: [] };
+      bucket = b;
+      const made = b;
+      setTimeout(() => fire(made), latencyMs + 1);
+    }
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      b.waiters.push(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
+  }
+
+  return {
+    name: "fake",
+    maxBatch,
+    defaultConcurrency: options.defaultConcurrency ?? 1_000_000,
+    async send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
+      if (closed) throw new Error("Cannot send: the fake transport is closed");
+      if (batch.length > maxBatch) {
+        throw new RangeError(`Batch of ${batch.length} exceeds the fake transport's ${maxBatch}`);
+      }
+      pending++;
+      try {
+        await wait(opts.signal);
+        const results = batch.map(outcome);
+        if (logPath !== undefined) {
+          let text = "";
+          for (let i = 0; i < batch.length; i++) {
+            if (results[i].status === "sent") {
+              text += `${batch[i].line},${batch[i].to},${batch[i].messageId}\n`;
+            }
+          }
+          if (text !== "") Deno.writeTextFileSync(logPath, text, { append: true });
+        }
+        return results;
+      } finally {
+        pending--;
+      }
+    },
+    close(): Promise<void> {
+      closed = true;
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,585 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+// deno-lint-ignore no-import-prefix -- the project imports npm packages inline (no import map)
+import { simpleParser } from "npm:mailparser@^3";
+import { composeMessage, type ComposeOptions, MessageComposer } from "./message.ts";
+import { escapeHtml, type MessageTemplate, TemplateError } from "./template.ts";
+import { joinChunks, type Outgoing, type Recipient } from "./types.ts";
+
+const COLUMNS = ["email", "name", "city"] as const;
+const NOW = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+const OPTS: ComposeOptions = { campaignId: "camp1", now: () => NOW };
+
+function recipient(values: string[], line = 2, smtpUtf8 = false): Recipient {
+  return { line, address: values[0], values, smtpUtf8 };
+}
+
+const decoder = new TextDecoder();
+
+function bytesOf(o: Outgoing): Uint8Array {
+  const bytes = joinChunks(o.data, o.size);
+  assert.equal(bytes.length, o.size, "size is the total length of data");
+  return bytes;
+}
+
+/** The raw header lines (unfolded into one string per field), split at the first blank line. */
+function rawHeaders(o: Outgoing): string[] {
+  const text = decoder.decode(bytesOf(o));
+  const head = text.slice(0, text.indexOf("\r\n\r\n"));
+  return head.split("\r\n").reduce<string[]>((fields, line) => {
+    if (/^[ \t]/.test(line)) fields[fields.length - 1] += "\r\n" + line;
+    else fields.push(line);
+    return fields;
+  }, []);
+}
+
+/** Every line ends with CRLF, no bare CR or LF, no line over `limit` octets. */
+function assertWellFormedLines(o: Outgoing, limit = 998): void {
+  const bytes = bytesOf(o);
+  assert.ok(
+    bytes.length >= 2 && bytes[bytes.length - 2] === 13 && bytes[bytes.length - 1] === 10,
+    "ends with CRLF",
+  );
+  let col = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 13) {
+      assert.equal(bytes[i + 1], 10, `bare CR at byte ${i}`);
+      assert.ok(col <= limit, `line of ${col} octets ending at byte ${i}`);
+      col = 0;
+      i++;
+    } else {
+      assert.notEqual(b, 10, `bare LF at byte ${i}`);
+      col++;
+    }
+  }
+}
+
+function parse(o: Outgoing) {
+  return simpleParser(Buffer.from(bytesOf(o)));
+}
+
+function header(o: Outgoing, name: string): string | undefined {
+  const prefix = name.toLowerCase() + ":";
+  return rawHeaders(o).find((l) => l.toLowerCase().startsWith(prefix));
+}
+
+Deno.test("MIME-1: non-ASCII subject, display name and body round-trip as encoded-words and utf-8 QP/base64", async () => {
+  const composer = new MessageComposer(
+    {
+      from: "Team <team@example.com>",
+      toName: "{{name}}",
+      subject: "Grüße aus Köln",
+      text: "Ça va? 東京",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  const o = composer.render(recipient(["juergen@example.org", "Jürgen", "Köln"]));
+  assertWellFormedLines(o);
+  const subject = header(o, "Subject")!;
+  assert.match(subject, /=\?utf-8\?[BQ]\?/);
+  // deno-lint-ignore no-control-regex -- control characters are what this matches
+  assert.doesNotMatch(subject, /[^\x00-\x7f]/);
+  assert.match(header(o, "To")!, /^To: =\?utf-8\?[BQ]\?[^ ]+\?= <juergen@example\.org>$/);
+  assert.match(header(o, "Content-Type")!, /text\/plain; charset=utf-8/);
+  assert.match(header(o, "Content-Transfer-Encoding")!, /quoted-printable|base64/);
+  assert.equal(o.eightBit, false);
+  assert.ok(bytesOf(o).every((b) => b < 128), "the whole message is ASCII");
+  const parsed = await parse(o);
+  assert.equal(parsed.subject, "Grüße aus Köln");
+  assert.deepEqual(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value : undefined, [
+    { address: "juergen@example.org", name: "Jürgen" },
+  ]);
+  assert.equal(parsed.text, "Ça va? 東京\n");
+});
+
+Deno.test("MIME-2: CR/LF in merged values never starts a header line", async () => {
+  const evil = "Eve\r\nBcc: spy@example.org";
+  const composer = new MessageComposer(
+    {
+      from: "{{name}} <team@example.com>",
+      replyTo: "{{name}} <reply@example.com>",
+      toName: "{{name}}",
+      subject: "Hi {{name}}",
+      text: "Dear {{name}}",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  for (
+    const value of [
+      evil,
+      "Eve\nBcc: spy@example.org",
+      "Eve\rBcc: spy@example.org",
+      "Ève\r\nBcc: spy@example.org",
+    ]
+  ) {
+    const o = composer.render(recipient(["victim@example.com", value]));
+    assertWellFormedLines(o);
+    const fields = rawHeaders(o);
+    assert.deepEqual(
+      fields.map((f) => f.slice(0, f.indexOf(":"))).sort(),
+      [
+        "Content-Transfer-Encoding",
+        "Content-Type",
+        "Date",
+        "From",
+        "MIME-Version",
+        "Message-ID",
+        "Reply-To",
+        "Subject",
+        "To",
+      ],
+    );
+    assert.ok(!fields.some((f) => /^bcc:/im.test(f)), "no Bcc line");
+    assert.equal(o.to, "victim@example.com");
+    const parsed = await parse(o);
+    assert.equal(parsed.headerLines.length, 9);
+    assert.equal(parsed.bcc, undefined);
+    const flat = value.replace(/\r\n|\r|\n/, " ");
+    assert.equal(parsed.subject, "Hi " + flat);
+    const to = parsed.to && !Array.isArray(parsed.to) ? parsed.to.value : [];
+    assert.deepEqual(to, [{ address: "victim@example.com", name: flat }]);
+  }
+});
+
+Deno.test("MIME-4: Date, unique Message-ID and MIME-Version on every message, CRLF lines under 998 octets", async () => {
+  const long = "x".repeat(5000);
+  const longUtf8 = "ü".repeat(2500) + "東".repeat(1000);
+  const composer = new MessageComposer(
+    {
+      from: "Team <team@example.com>",
+      toName: "{{name}}",
+      subject: "Hello {{name}}",
+      text: "Hi {{name}},\nline two\rline three\r\n{{city}}",
+      html: "<p>Hi {{name}}</p>\n<p>{{city}}</p>",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  const ids = new Set<string>();
+  const rows = [
+    ["a@example.com", "Ann", "Oslo"],
+    ["b@example.com", long, long],
+    ["c@example.com", longUtf8, longUtf8],
+    ["d@example.com", "two\nlines", "x\r\ny\rz"],
+  ];
+  for (const [i, values] of rows.entries()) {
+    const o = composer.render(recipient(values, i + 2));
+    assertWellFormedLines(o);
+    for (const l of rawHeaders(o).flatMap((f) => f.split("\r\n"))) {
+      assert.ok(
+        l.length <= 78 || !/\s/.test(l.trim()),
+        `header line within 78 characters: ${l.slice(0, 90)}`,
+      );
+    }
+    const parsed = await parse(o);
+    assert.equal(parsed.date?.getTime(), Math.floor(NOW / 1000) * 1000);
+    assert.equal(parsed.headers.get("mime-version"), "1.0");
+    assert.equal(parsed.messageId, o.messageId);
+    ids.add(o.messageId);
+    assert.equal(parsed.subject, "Hello " + values[1].replace(/\n/g, " "));
+    const text = "Hi " + values[1] + ",\nline two\nline three\n" + values[2] + "\n";
+    assert.equal(parsed.text, text.replace(/\r\n|\r/g, "\n"));
+  }
+  assert.equal(ids.size, rows.length);
+});
+
+Deno.test("Message-ID is <campaign.line@from-domain>: stable for a row, different between rows", () => {
+  const template = { from: "Team <team@Bücher.example>", subject: "s", text: "t" };
+  const a = new MessageComposer(template, COLUMNS, { campaignId: "c-1" });
+  const b = new MessageComposer(template, COLUMNS, { campaignId: "c-1" });
+  const r = recipient(["a@example.com"], 7);
+  assert.equal(a.render(r).messageId, "<c-1.7@xn--bcher-kva.example>");
+  assert.equal(b.render(r).messageId, a.render(r).messageId);
+  assert.notEqual(a.render(recipient(["a@example.com"], 8)).messageId, a.render(r).messageId);
+  const random = new MessageComposer(template, COLUMNS);
+  assert.match(random.campaignId, /^[0-9a-f]{12}$/);
+  assert.throws(() => new MessageComposer(template, COLUMNS, { campaignId: "bad id" }), TypeError);
+});
+
+Deno.test("Date follows the injected clock and is formatted once per second", () => {
+  let now = Date.UTC(2026, 4, 6, 7, 8, 9, 100);
+  let calls = 0;
+  const composer = new MessageComposer(
+    { from: "a@example.com", subject: "s", text: "t" },
+    COLUMNS,
+    {
+      now: () => (calls++, now),
+    },
+  );
+  const r = recipient(["b@example.com"]);
+  assert.equal(header(composer.render(r), "Date"), "Date: Wed, 06 May 2026 07:08:09 +0000");
+  now += 800;
+  assert.equal(header(composer.render(r), "Date"), "Date: Wed, 06 May 2026 07:08:09 +0000");
+  now += 200;
+  assert.equal(header(composer.render(r), "Date"), "Date: Wed, 06 May 2026 07:08:10 +0000");
+  assert.equal(calls, 3);
+});
+
+Deno.test("long non-ASCII subjects fold into encoded-words of at most 75 characters", async (t) => {
+  const subjects = [
+    "Grüße aus Köln ".repeat(12).trim(),
+    "東京".repeat(80),
+    "Ünïcödé-without-any-spaces-".repeat(10),
+    "a " + "😀".repeat(60) + " b",
+    "plain ascii words ".repeat(20).trim(),
+  ];
+  const composer = new MessageComposer(
+    { from: "a@example.com", subject: "{{name}}", text: "t" },
+    COLUMNS,
+    OPTS,
+  );
+  for (const subject of subjects) {
+    await t.step(subject.slice(0, 30), async () => {
+      const o = composer.render(recipient(["b@example.com", subject]));
+      assertWellFormedLines(o);
+      const lines = header(o, "Subject")!.split("\r\n");
+      assert.ok(lines.length > 1, "folded");
+      for (const line of lines) {
+        assert.ok(line.length <= 78, `line too long: ${line}`);
+        for (const word of line.match(/=\?[^?]+\?[BQ]\?[^?]*\?=/g) ?? []) {
+          assert.ok(word.length <= 75);
+        }
+      }
+      assert.equal((await parse(o)).subject, subject);
+    });
+  }
+});
+
+/** Decode the encoded-words of a header value strictly: each word must hold whole UTF-8 sequences. */
+function decodeWords(value: string): string {
+  const strict = new TextDecoder("utf-8", { fatal: true });
+  return value.replace(/\r\n /g, " ").replace(/\?= =\?/g, "?==?").replace(
+    /=\?utf-8\?([BQ])\?([^?]*)\?=/g,
+    (_, enc: string, data: string) => {
+      const binary = enc === "B"
+        ? atob(data)
+        : data.replace(/_/g, " ").replace(/=([0-9A-F]{2})/g, (_, h) =>
+          String.fromCharCode(parseInt(h, 16)));
+      return strict.decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+    },
+  );
+}
+
+Deno.test("encoded-words never split a UTF-8 sequence", () => {
+  const composer = new MessageComposer(
+    { from: "a@example.com", subject: "{{name}}", text: "t" },
+    COLUMNS,
+    OPTS,
+  );
+  for (
+    const subject of ["é".repeat(100), "東".repeat(100), "😀".repeat(100), "aé東😀".repeat(30)]
+  ) {
+    const joined = decodeWords(
+      header(composer.render(recipient(["b@example.com", subject])), "Subject")!.slice(9),
+    );
+    assert.equal(joined, subject);
+  }
+});
+
+Deno.test("html makes multipart/alternative with text first; {{x}} is escaped, {{{x}}} raw", async () => {
+  const composer = new MessageComposer(
+    {
+      from: "a@example.com",
+      subject: "s",
+      text: "Hi {{name}}",
+      html: '<p title="{{name}}">Hi {{name}}</p>{{{city}}}',
+    },
+    COLUMNS,
+    OPTS,
+  );
+  const o = composer.render(
+    recipient(["b@example.com", `<script>"x" & 'y'</script>`, "<b>bold</b>"]),
+  );
+  assertWellFormedLines(o);
+  const raw = decoder.decode(bytesOf(o));
+  const boundary = raw.match(/boundary="([^"]+)"/)![1];
+  assert.ok(raw.indexOf("text/plain") < raw.indexOf("text/html"));
+  assert.equal(raw.split(`--${boundary}`).length, 4);
+  const parsed = await parse(o);
+  assert.equal(parsed.text, `Hi <script>"x" & 'y'</script>\n`);
+  const escaped = escapeHtml(`<script>"x" & 'y'</script>`);
+  assert.equal(parsed.html, `<p title="${escaped}">Hi ${escaped}</p><b>bold</b>\n`);
+});
+
+Deno.test("a merged value containing the boundary cannot break the multipart structure", async () => {
+  const template = {
+    from: "a@example.com",
+    subject: "s",
+    text: "x {{name}}",
+    html: "<p>{{name}}</p>",
+  };
+  const composer = new MessageComposer(template, COLUMNS, OPTS);
+  const first = decoder.decode(bytesOf(composer.render(recipient(["b@example.com", "n"]))));
+  const boundary = first.match(/boundary="([^"]+)"/)![1];
+  const evil = `\n--${boundary}\nContent-Type: text/html\n\nevil\n--${boundary}--\n`;
+  const o = composer.render(recipient(["b@example.com", evil]));
+  const raw = decoder.decode(bytesOf(o));
+  assert.equal(raw.split(`--${boundary}`).length, 4, "only the real delimiters");
+  const parsed = await parse(o);
+  assert.equal(parsed.text, "x " + evil);
+  assert.equal(parsed.html, "<p>" + evil + "</p>\n");
+  assert.deepEqual(raw.match(/Content-Transfer-Encoding: \S+/g), [
+    "Content-Transfer-Encoding: quoted-printable",
+    "Content-Transfer-Encoding: quoted-printable",
+  ]);
+});
+
+Deno.test("unknown merge fields are reported together by the constructor, before any render", () => {
+  assert.throws(
+    () =>
+      new MessageComposer(
+        {
+          from: "{{sender}} <a@example.com>",
+          subject: "Hello {{nmae}}",
+          text: "{{name}} {{cty}}",
+          html: "{{{bad}}}",
+        },
+        ["email", "name"],
+        OPTS,
+      ),
+    (e) =>
+      e instanceof TemplateError &&
+      e.message ===
+        "Unknown merge fields {{sender}} in from, {{nmae}} in subject, {{cty}} in text, {{{bad}}} in html; columns are: email, name",
+  );
+  assert.throws(
+    () => new MessageComposer({ from: "<{{email}}>", subject: "s", text: "t" }, ["email"], OPTS),
+    /only in the display name of from/,
+  );
+});
+
+Deno.test("{{2}} index fields and escaped braces render", async () => {
+  const composer = new MessageComposer(
+    {
+      from: "a@example.com",
+      subject: "{{2}} \\{{2}}",
+      text: "{{ 3 }} and \\{{name}}",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  const parsed = await parse(composer.render(recipient(["b@example.com", "Ann", "Rome"])));
+  assert.equal(parsed.subject, "Ann {{2}}");
+  assert.equal(parsed.text, "Rome and {{name}}\n");
+});
+
+Deno.test("extra headers are validated and written", async (t) => {
+  const base = { from: "a@example.com", subject: "s", text: "t" };
+  const bad: [string, Record<string, string>, RegExp][] = [
+    ["CRLF in a value", { "X-Test": "a\r\nBcc: spy@example.org" }, /line break/],
+    ["LF in a value", { "X-Test": "a\nb" }, /line break/],
+    ["space in a name", { "X Test": "a" }, /Bad header name/],
+    ["colon in a name", { "X:Test": "a" }, /Bad header name/],
+    ["empty name", { "": "a" }, /Bad header name/],
+    ["non-ASCII name", { "X-Tëst": "a" }, /Bad header name/],
+    ["a header we set", { "subject": "a" }, /set by mass-mailer/],
+    ["Bcc", { "BCC": "spy@example.org" }, /set by mass-mailer/],
+  ];
+  for (const [name, headers, error] of bad) {
+    await t.step(`refuses ${name}`, () => {
+      assert.throws(
+        () => new MessageComposer({ ...base, headers }, COLUMNS, OPTS),
+        (e) => e instanceof TemplateError && error.test(e.message),
+      );
+    });
+  }
+  await t.step("writes List-Unsubscribe and a non-ASCII value", async () => {
+    const unsubscribe =
+      "<mailto:unsub@example.com?subject=unsubscribe>, <https://example.com/unsubscribe/" +
+      "a".repeat(80) + ">";
+    const o = new MessageComposer(
+      {
+        ...base,
+        headers: { "List-Unsubscribe": unsubscribe, "X-Note": "Grüße" },
+      },
+      COLUMNS,
+      OPTS,
+    ).render(recipient(["b@example.com"]));
+    assertWellFormedLines(o);
+    const parsed = await parse(o);
+    assert.equal(
+      parsed.headerLines.find((h) => h.key === "list-unsubscribe")?.line.replace(/\r\n/g, ""),
+      `List-Unsubscribe: ${unsubscribe}`,
+    );
+    assert.equal(decodeWords(String(parsed.headers.get("x-note"))), "Grüße");
+  });
+});
+
+Deno.test("an ASCII template with ASCII values stays 7bit; static parts are shared chunks", () => {
+  const composer = new MessageComposer(
+    {
+      from: "Team <team@example.com>",
+      subject: "Hello {{name}}",
+      text: "Hi {{name}},\nsee you.\n.\n",
+      html: "<p>static</p>",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  const a = composer.render(recipient(["a@example.com", "Ann"], 2));
+  const b = composer.render(recipient(["b@example.com", "Bob"], 3));
+  const raw = decoder.decode(bytesOf(a));
+  assert.deepEqual(raw.match(/Content-Transfer-Encoding: \S+/g), [
+    "Content-Transfer-Encoding: 7bit",
+    "Content-Transfer-Encoding: 7bit",
+  ]);
+  assert.match(raw, /\r\nsee you\.\r\n\.\r\n/, "7bit keeps a lone dot for the transport to stuff");
+  const shared = a.data.filter((chunk) => b.data.includes(chunk));
+  assert.ok(shared.length >= 2, "the static header block and the static html part are shared");
+  const before = shared.map((c) => c.slice());
+  composer.render(recipient(["c@example.com", "Cy"], 4));
+  assert.deepEqual(shared.map((c) => c.slice()), before);
+});
+
+Deno.test("quoted-printable bodies encode a leading dot and keep lines within 76 characters", async () => {
+  const text = "é\n.signature\n.\n" + "long line ".repeat(30) + "\ntrailing space \nend";
+  const o = composeMessage(
+    { from: "a@example.com", subject: "s", text },
+    recipient(["b@example.com"]),
+    COLUMNS,
+    OPTS,
+  );
+  const raw = decoder.decode(bytesOf(o));
+  assert.match(raw, /Content-Transfer-Encoding: quoted-printable/);
+  const body = raw.slice(raw.indexOf("\r\n\r\n") + 4);
+  assert.ok(
+    body.split("\r\n").every((l) => l.length <= 76 && !l.startsWith(".") && !/[ \t]$/.test(l)),
+  );
+  assert.equal((await parse(o)).text, text + "\n");
+});
+
+Deno.test("allow8bit sends non-ASCII bodies as 8bit and flags the message", async () => {
+  const template = { from: "a@example.com", subject: "Grüße", text: "Ça va? {{name}}" };
+  const o = new MessageComposer(template, COLUMNS, { ...OPTS, allow8bit: true }).render(
+    recipient(["b@example.com", "東京"]),
+  );
+  assert.equal(o.eightBit, true);
+  assert.match(header(o, "Content-Transfer-Encoding")!, /8bit/);
+  assert.match(header(o, "Subject")!, /=\?utf-8\?/);
+  assert.equal((await parse(o)).text, "Ça va? 東京\n");
+  const ascii = new MessageComposer({ ...template, text: "Hi {{name}}" }, COLUMNS, {
+    ...OPTS,
+    allow8bit: true,
+  })
+    .render(recipient(["b@example.com", "x"]));
+  assert.equal(ascii.eightBit, false, "an ASCII body stays 7bit");
+  assert.match(header(ascii, "Content-Transfer-Encoding")!, /7bit/);
+});
+
+Deno.test("a recipient needing SMTPUTF8 gets the UTF-8 address in To as it is (RFC 6532)", async () => {
+  const composer = new MessageComposer(
+    { from: "a@example.com", toName: "{{name}}", subject: "s", text: "t" },
+    COLUMNS,
+    OPTS,
+  );
+  const o = composer.render(recipient(["jürgen@example.org", "Jürgen"], 2, true));
+  assert.equal(o.smtpUtf8, true);
+  assert.equal(o.to, "jürgen@example.org");
+  assert.match(header(o, "To")!, /<jürgen@example\.org>$/);
+  const parsed = await parse(o);
+  assert.deepEqual(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value : [], [
+    { address: "jürgen@example.org", name: "Jürgen" },
+  ]);
+});
+
+Deno.test("GMAIL-3: subject Grüße — 東京 and name Jürgen round-trip exactly", async () => {
+  const o = composeMessage(
+    { from: "Jürgen <j@example.com>", toName: "{{name}}", subject: "Grüße — 東京", text: "t" },
+    recipient(["b@example.com", "Jürgen"]),
+    COLUMNS,
+    OPTS,
+  );
+  assert.ok(bytesOf(o).every((b) => b < 128));
+  const parsed = await parse(o);
+  assert.equal(parsed.subject, "Grüße — 東京");
+  assert.equal(parsed.from?.value[0].name, "Jürgen");
+});
+
+Deno.test("bad templates and options are refused with TypeError or TemplateError", () => {
+  const ok: MessageTemplate = { from: "a@example.com", subject: "s", text: "t" };
+  assert.throws(
+    () => new MessageComposer({ ...ok, text: undefined as unknown as string }, COLUMNS),
+    TypeError,
+  );
+  assert.throws(
+    () => new MessageComposer({ ...ok, from: "not an address" }, COLUMNS),
+    TemplateError,
+  );
+  assert.throws(() => new MessageComposer({ ...ok, from: "A <a@>" }, COLUMNS), TemplateError);
+  assert.throws(
+    () => new MessageComposer(ok, COLUMNS, { now: 5 as unknown as () => number }),
+    TypeError,
+  );
+  assert.throws(
+    () =>
+      new MessageComposer(ok, COLUMNS).render({
+        ...recipient(["a@example.com"]),
+        address: "a@example.com\r\nBcc: x@y",
+      }),
+    TypeError,
+  );
+});
+
+/** mulberry32: a small seeded PRNG, so the property test is reproducible. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const POOLS = [
+  " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+  ` !"#$%&'()*+,-./:;<=>?@[\\]^_\`{|}~`,
+  "äöüßÄÖÜéèêçñ€£¥©®",
+  "αβγδЖЗИКЛ",
+  "東京日本語漢字かなカナ",
+  "😀🎉👍🏽🇩🇪",
+  "e\u0301a\u0308",
+  "  ",
+  "=??=_",
+];
+
+function randomText(next: () => number): string {
+  const length = Math.floor(next() * next() * 120);
+  let s = "";
+  while ([...s].length < length) {
+    const pool = [...POOLS[Math.floor(next() * POOLS.length)]];
+    s += pool[Math.floor(next() * pool.length)];
+  }
+  if (next() < 0.05) s = "=?utf-8?q?x?= " + s;
+  return s;
+}
+
+Deno.test("property: random Unicode subjects, names and bodies round-trip through mailparser", async () => {
+  const next = prng(20260102);
+  const composer = new MessageComposer(
+    {
+      from: "{{name}} <team@example.com>",
+      toName: "{{name}}",
+      subject: "{{name}}",
+      text: "{{name}}",
+      html: "<p>{{name}}</p>",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  for (let i = 0; i < 300; i++) {
+    const value = randomText(next);
+    const o = composer.render(recipient(["b@example.com", value], i + 2));
+    assertWellFormedLines(o);
+    const parsed = await parse(o);
+    const context = JSON.stringify(value);
+    assert.equal(parsed.subject ?? "", value, `subject ${context}`);
+    assert.equal(parsed.text, value + "\n", `text ${context}`);
+    assert.equal(parsed.html, "<p>" + escapeHtml(value) + "</p>\n", `html ${context}`);
+    const to = parsed.to && !Array.isArray(parsed.to) ? parsed.to.value : [];
+    assert.deepEqual(to, [{ address: "b@example.com", name: value }], `to ${context}`);
+    assert.equal(parsed.from?.value[0].name, value, `from ${context}`);
+  }
+});

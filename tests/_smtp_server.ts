@@ -7,14 +7,14 @@
  * @module
  */
 // deno-lint-ignore no-import-prefix -- the project imports npm packages by full specifier (no import map)
-import {
-  SMTPServer,
-  type SMTPServerAddress,
-  type SMTPServerAuthentication,
-  type SMTPServerAuthenticationResponse,
-  type SMTPServerDataStream,
-  type SMTPServerSession,
-} from "npm:smtp-server@^3";
+import { SMTPServer } from "npm:smtp-server@^3";
+// deno-lint-ignore no-import-prefix -- as above
+import type * as SS from "npm:smtp-server@^3";
+type SMTPServerAddress = SS.SMTPServerAddress;
+type SMTPServerAuthentication = SS.SMTPServerAuthentication;
+type SMTPServerAuthenticationResponse = SS.SMTPServerAuthenticationResponse;
+type SMTPServerDataStream = SS.SMTPServerDataStream;
+type SMTPServerSession = SS.SMTPServerSession;
 import type { Outgoing } from "../core/types.ts";
 
 const DIR = new URL("./testdata/smtp/", import.meta.url);
@@ -49,6 +49,9 @@ export interface HookError {
   readonly message: string;
 }
 
+/** What a hook decides: accept (null), refuse (an error) or never answer ("hang"). */
+export type HookReply = HookError | null | "hang";
+
 /** The per-connection view hooks get. */
 export interface HookSession {
   /** 1-based connection number. */
@@ -74,12 +77,12 @@ export interface TestSmtpServerOptions {
   readonly maxClients?: number;
   /** SIZE limit to announce. */
   readonly size?: number;
-  /** Script MAIL FROM: return an error to refuse. */
-  readonly onMailFrom?: (address: string, session: HookSession) => HookError | null;
-  /** Script RCPT TO: return an error to refuse. */
-  readonly onRcptTo?: (address: string, session: HookSession) => HookError | null;
-  /** Script the end of DATA: return an error to refuse (the message is still recorded as `rejected`). */
-  readonly onData?: (mail: ReceivedMail, session: HookSession) => HookError | null;
+  /** Script MAIL FROM: return an error to refuse, "hang" to never answer. */
+  readonly onMailFrom?: (address: string, session: HookSession) => HookReply;
+  /** Script RCPT TO: return an error to refuse, "hang" to never answer. */
+  readonly onRcptTo?: (address: string, session: HookSession) => HookReply;
+  /** Script the end of DATA: return an error to refuse (not recorded), "hang" to never answer. */
+  readonly onData?: (mail: ReceivedMail, session: HookSession) => HookReply;
 }
 
 /** A running test server. */
@@ -138,7 +141,8 @@ export async function startSmtpServer(opts: TestSmtpServerOptions = {}): Promise
     hidePIPELINING: opts.pipelining === false,
     hideSMTPUTF8: opts.smtpUtf8 === false,
     hide8BITMIME: opts.eightBitMime === false,
-    hideENHANCEDSTATUSCODES: false,
+    // Hidden, so a hook's text goes out verbatim: hooks write their own enhanced codes.
+    hideENHANCEDSTATUSCODES: true,
     maxClients: opts.maxClients,
     size: opts.size,
     closeTimeout: 50,
@@ -172,12 +176,12 @@ export async function startSmtpServer(opts: TestSmtpServerOptions = {}): Promise
     },
     onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback) {
       mailFroms.push(address.address);
-      const e = opts.onMailFrom?.(address.address, sess(session));
-      cb(e ? hookError(e) : null);
+      const e = opts.onMailFrom?.(address.address, sess(session)) ?? null;
+      if (e !== "hang") cb(e ? hookError(e) : null);
     },
     onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback) {
-      const e = opts.onRcptTo?.(address.address, sess(session));
-      cb(e ? hookError(e) : null);
+      const e = opts.onRcptTo?.(address.address, sess(session)) ?? null;
+      if (e !== "hang") cb(e ? hookError(e) : null);
     },
     onData(
       stream: SMTPServerDataStream,
@@ -204,7 +208,8 @@ export async function startSmtpServer(opts: TestSmtpServerOptions = {}): Promise
           user: typeof session.user === "string" ? session.user : undefined,
           secure: session.secure,
         };
-        const e = opts.onData?.(mail, s);
+        const e = opts.onData?.(mail, s) ?? null;
+        if (e === "hang") return;
         if (e) return cb(hookError(e));
         received.push(mail);
         const v = ids.get(session.id);

@@ -31,7 +31,7 @@ export {
   TransportError,
 } from "./core/campaign.ts";
 export { type Clock, ManualClock, systemClock } from "./core/clock.ts";
-export { type CsvOptions, type CsvRecord, CsvParser, readCsvRecords } from "./core/csv.ts";
+export { type CsvOptions, CsvParser, type CsvRecord, readCsvRecords } from "./core/csv.ts";
 export {
   type AddressCheck,
   checkAddress,
@@ -42,6 +42,6 @@ export {
   type RowItem,
 } from "./core/recipients.ts";
 export { type MessageTemplate, TemplateError } from "./core/template.ts";
-export { type ComposeOptions, composeMessage, MessageComposer } from "./core/message.ts";
+export { composeMessage, type ComposeOptions, MessageComposer } from "./core/message.ts";
 export { parseRate, RateLimiter, type RateWindow } from "./core/rate.ts";
 export { createFakeTransport, type FakeTransportOptions } from "./transports/fake.ts";

@@ -16,7 +16,11 @@ export interface Measured {
 }
 
 /** Run `cmd` with `args`, measuring wall time and peak RSS. */
-export async function measure(cmd: string, args: string[], env?: Record<string, string>): Promise<Measured> {
+export async function measure(
+  cmd: string,
+  args: string[],
+  env?: Record<string, string>,
+): Promise<Measured> {
   const t0 = performance.now();
   const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", env }).spawn();
   let peakKb = 0;

@@ -113,7 +113,9 @@ results.push([
 
 console.log(
   `${rows.toLocaleString("en-US")} rows, fake transport, ${latency} ms latency, ` +
-    `window ${concurrency.toLocaleString("en-US")}; ideal = ceil(rows / window) x latency = ${ideal} ms\n`,
+    `window ${
+      concurrency.toLocaleString("en-US")
+    }; ideal = ceil(rows / window) x latency = ${ideal} ms\n`,
 );
 console.log(table(results));
 console.log(

@@ -19,7 +19,10 @@ export async function demoCommand(args: string[], io: CliIo): Promise<number> {
       options: { rows: { type: "string" }, keep: { type: "boolean" } },
     });
   } catch (error) {
-    throw new CliError(`${(error as Error).message}; usage: mass-mailer demo [--rows N]`, EXIT.USAGE);
+    throw new CliError(
+      `${(error as Error).message}; usage: mass-mailer demo [--rows N]`,
+      EXIT.USAGE,
+    );
   }
   const rows = Number((parsed.values.rows ?? "1000000").replaceAll("_", ""));
   if (!Number.isInteger(rows) || rows < 0) {
@@ -56,5 +59,7 @@ export async function demoCommand(args: string[], io: CliIo): Promise<number> {
 }
 
 function quote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''").replaceAll("\n", "\\n")}'`;
+  return /^[\w@%+=:,./-]+$/.test(arg)
+    ? arg
+    : `'${arg.replaceAll("'", "'\\''").replaceAll("\n", "\\n")}'`;
 }

@@ -112,7 +112,9 @@ async function readConfig(path: string): Promise<ConfigFile> {
       : typeof value === "string";
     if (!ok) {
       throw new CliError(
-        `Config ${path}: "${key}" must be ${key === "headers" ? "an object of strings" : "a string"}`,
+        `Config ${path}: "${key}" must be ${
+          key === "headers" ? "an object of strings" : "a string"
+        }`,
         EXIT.USAGE,
       );
     }

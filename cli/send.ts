@@ -43,7 +43,8 @@ export const SEND_FLAGS = {
 } as const;
 
 /** Help text of `send`. */
-export const SEND_HELP = `Usage: mass-mailer send <recipients.csv | -> --transport fake|smtp|gmail [options]
+export const SEND_HELP =
+  `Usage: mass-mailer send <recipients.csv | -> --transport fake|smtp|gmail [options]
 
 Sends one message to every row of the CSV (address in the first column unless --column).
 
@@ -107,6 +108,14 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   const recipients = recipientOptions(flags);
   const rate = flags.rate === undefined ? undefined : parseRate(String(flags.rate));
   const dryRun = flags["dry-run"] === true || flags.preview === true;
+  const concurrency = optionalInt(flags, "concurrency", 1);
+  const limit = optionalInt(flags, "limit", 0);
+  const maxAttempts = optionalInt(flags, "max-attempts", 1);
+  const maxErrors = optionalInt(flags, "max-errors", 0);
+  const mode = String(flags.progress ?? "auto");
+  if (!["auto", "bar", "plain", "none"].includes(mode)) {
+    throw new CliError(`Invalid --progress ${mode}: use auto, bar, plain or none`, EXIT.USAGE);
+  }
 
   const input = await openInput(path, io);
   const transport: Transport = dryRun
@@ -135,11 +144,11 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       template,
       transport,
       recipients,
-      concurrency: optionalInt(flags, "concurrency", 1),
-      limit: optionalInt(flags, "limit", 0),
+      concurrency,
+      limit,
       rate,
-      maxAttempts: optionalInt(flags, "max-attempts", 1),
-      maxErrors: optionalInt(flags, "max-errors", 0),
+      maxAttempts,
+      maxErrors,
       dryRun,
       signal: graceful.signal,
       abortSignal: hard.signal,
@@ -150,10 +159,6 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
         }
         : undefined,
     });
-    const mode = String(flags.progress ?? "auto");
-    if (!["auto", "bar", "plain", "none"].includes(mode)) {
-      throw new CliError(`Invalid --progress ${mode}: use auto, bar, plain or none`, EXIT.USAGE);
-    }
     if (mode !== "none" && !flags.preview) {
       progress = startProgress({
         stats: campaign.stats,
@@ -178,7 +183,9 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     if (preview === undefined) {
       throw new CliError("Nothing to preview: the input has no valid recipient", EXIT.INPUT);
     }
-    io.stderr(`Envelope: MAIL FROM:<${preview.from}> RCPT TO:<${preview.to}> (line ${preview.line})\n`);
+    io.stderr(
+      `Envelope: MAIL FROM:<${preview.from}> RCPT TO:<${preview.to}> (line ${preview.line})\n`,
+    );
     io.stdout(new TextDecoder().decode(joinChunks(preview.data, preview.size)));
     return EXIT.OK;
   }
@@ -257,7 +264,10 @@ function optionalInt(flags: Flags, name: string, min: number): number | undefine
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== "string" || !/^\d+$/.test(v.trim()) || n < min) {
-    throw new CliError(`Invalid --${name} ${JSON.stringify(v)}: use a whole number >= ${min}`, EXIT.USAGE);
+    throw new CliError(
+      `Invalid --${name} ${JSON.stringify(v)}: use a whole number >= ${min}`,
+      EXIT.USAGE,
+    );
   }
   return n;
 }
@@ -328,8 +338,12 @@ function transportHelp(): string {
 /** Turn what the engine or a transport threw into a one-line CLI error. */
 export function toCliError(error: unknown): CliError {
   if (error instanceof CliError) return error;
-  if (error instanceof TransportError) return new CliError(error.message, EXIT.TRANSPORT, { cause: error });
-  if (error instanceof SyntaxError) return new CliError(error.message, EXIT.INPUT, { cause: error });
+  if (error instanceof TransportError) {
+    return new CliError(error.message, EXIT.TRANSPORT, { cause: error });
+  }
+  if (error instanceof SyntaxError) {
+    return new CliError(error.message, EXIT.INPUT, { cause: error });
+  }
   if (error instanceof TypeError || error instanceof RangeError) {
     return new CliError(error.message, EXIT.USAGE, { cause: error });
   }

@@ -248,7 +248,9 @@ class Engine {
     this.#retryDeadline = options.retryDeadlineMs ?? 15 * 60_000;
     this.#maxErrors = options.maxErrors ?? 0;
     this.#limit = options.limit ?? Infinity;
-    if (!(this.#limit >= 0)) throw new RangeError(`Invalid limit ${options.limit}: use a number >= 0`);
+    if (!(this.#limit >= 0)) {
+      throw new RangeError(`Invalid limit ${options.limit}: use a number >= 0`);
+    }
     const windows = [
       ...(options.rate ?? []),
       ...(options.transport.limits ?? []).map((l) => ({
@@ -291,7 +293,16 @@ class Engine {
     const first = await this.#iterator.next();
     if (first.done) this.#exhausted = true;
     else this.#buffer = first.value;
-    this.#composer = new MessageComposer(this.#o.template, reader.columns, this.#o.compose);
+    // Without a header row, columns are known by position only: "1", "2", ...
+    let columns = reader.columns;
+    if (columns.length === 0) {
+      let width = 1;
+      for (const item of this.#buffer) {
+        if (item.kind === "recipient") width = Math.max(width, item.recipient.values.length);
+      }
+      columns = Array.from({ length: width }, (_, i) => String(i + 1));
+    }
+    this.#composer = new MessageComposer(this.#o.template, columns, this.#o.compose);
     await this.#o.onStart?.({
       columns: reader.columns,
       hasHeader: reader.hasHeader,
@@ -577,9 +588,11 @@ class Engine {
   ): void {
     const sink = this.#o.onOutcome;
     if (sink === undefined) return;
-    sink(id === undefined
-      ? { line, address, status, code, reason, attempts }
-      : { line, address, status, code, reason, attempts, id });
+    sink(
+      id === undefined
+        ? { line, address, status, code, reason, attempts }
+        : { line, address, status, code, reason, attempts, id },
+    );
   }
 
   #summary(): CampaignSummary {

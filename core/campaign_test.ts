@@ -119,7 +119,8 @@ Deno.test("runCampaign() accounts for every row: rows = sent + failed + invalid 
 });
 
 Deno.test("runCampaign() with the fake transport: ADDR-3, one bad row and one refused recipient do not stop the run", async () => {
-  const text = "user1@example.com\nnot-an-address\nuser3@example.com\nuser4@example.com\nuser5@example.com\n";
+  const text =
+    "user1@example.com\nnot-an-address\nuser3@example.com\nuser4@example.com\nuser5@example.com\n";
   const { done, outcomes } = run(text, createFakeTransport({ latencyMs: 1, failLines: [4] }), {
     template: { from: "a@example.com", subject: "s", text: "t" },
   });
@@ -226,7 +227,9 @@ Deno.test("runCampaign() records a message as failed after maxAttempts, with the
 Deno.test("runCampaign() honours the far end's retry-after over a shorter jitter", async () => {
   const clock = new ManualClock();
   const tr = recorder((_m, attempt) =>
-    attempt === 1 ? { status: "retry", code: "429", reason: "slow down", retryAfterMs: 30_000 } : sent()
+    attempt === 1
+      ? { status: "retry", code: "429", reason: "slow down", retryAfterMs: 30_000 }
+      : sent()
   );
   const campaign = startCampaign({
     input: stream(csv(1)),

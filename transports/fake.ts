@@ -76,7 +76,11 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
 
   function outcome(msg: Outgoing): SendResult {
     if (failLines.has(msg.line)) {
-      return { status: "failed", code: "5.1.1", reason: "550 5.1.1 Recipient refused (fake --fail-lines)" };
+      return {
+        status: "failed",
+        code: "5.1.1",
+        reason: "550 5.1.1 Recipient refused (fake --fail-lines)",
+      };
     }
     if (threshold === 0) return { status: "sent", id: `fake-${msg.line}` };
     const n = attempts.get(msg.line) ?? 0;
@@ -94,7 +98,11 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
         reason: "451 4.3.0 Temporary failure (fake --fail-rate)",
       };
     }
-    return { status: "failed", code: "5.1.1", reason: "550 5.1.1 Mailbox unavailable (fake --fail-rate)" };
+    return {
+      status: "failed",
+      code: "5.1.1",
+      reason: "550 5.1.1 Mailbox unavailable (fake --fail-rate)",
+    };
   }
 
   function fire(b: Bucket): void {

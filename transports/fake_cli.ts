@@ -41,7 +41,9 @@ export const fakeCli: TransportCli = {
     };
     const kind = flags["fail-kind"];
     if (kind !== undefined && !FAIL_KINDS.includes(kind as FailKind)) {
-      throw new RangeError(`Invalid --fail-kind ${JSON.stringify(kind)}: use ${FAIL_KINDS.join(", ")}`);
+      throw new RangeError(
+        `Invalid --fail-kind ${JSON.stringify(kind)}: use ${FAIL_KINDS.join(", ")}`,
+      );
     }
     const lines = typeof flags["fail-lines"] === "string"
       ? flags["fail-lines"].split(",").map((s) => {

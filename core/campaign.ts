@@ -66,17 +66,29 @@ export interface CampaignOptions {
   readonly compose?: ComposeOptions;
   /**
    * Resume: the earlier final status of a row, if it has one. Such rows are
-   * counted in `stats.done` and not sent again.
+   * counted in `stats.done` and not sent again. `address` is the row's address
+   * as its outcome records it, so a ledger can check that the row is still the
+   * same one (throwing here fails the run with that error).
    */
-  readonly previous?: (line: number) => RowStatus | undefined;
+  readonly previous?: (line: number, address: string) => RowStatus | undefined;
   /** Addresses never to mail (dedupe keys, see `dedupeKey`): those rows end as `suppressed`. */
   readonly suppress?: (address: string) => boolean;
   /** Called once the header and columns are known and the template is checked, before any send. */
   readonly onStart?: (info: CampaignStart) => void | Promise<void>;
-  /** Called with every row's final outcome, in completion order. */
-  readonly onOutcome?: (outcome: RowOutcome) => void;
+  /**
+   * Called with every row's final outcome, in completion order. `transient` is
+   * true for a failed row whose last answer was transient (out of attempts or
+   * past the retry deadline), so a ledger can offer to send it again.
+   */
+  readonly onOutcome?: (outcome: RowOutcome, transient: boolean) => void;
   /** Called for every transient failure that will be retried (the report's transient history). */
-  readonly onRetry?: (line: number, attempt: number, result: RetryResult, delayMs: number) => void;
+  readonly onRetry?: (
+    line: number,
+    attempt: number,
+    result: RetryResult,
+    delayMs: number,
+    address: string,
+  ) => void;
   /** Called with each message rendered (the first one serves `--preview`). Return false to stop. */
   readonly onRendered?: (message: Outgoing) => boolean | void;
 }
@@ -445,7 +457,10 @@ class Engine {
     const stats = this.stats;
     stats.rows++;
     const line = item.kind === "recipient" ? item.recipient.line : item.line;
-    const before = this.#o.previous?.(line);
+    const before = this.#o.previous?.(
+      line,
+      item.kind === "recipient" ? item.recipient.address : item.address,
+    );
     if (before !== undefined) {
       stats.done++;
       return undefined;
@@ -556,10 +571,11 @@ class Engine {
         const why = attempts >= this.#maxAttempts
           ? `after ${attempts} attempts`
           : `retries ran past ${this.#retryDeadline} ms`;
-        this.#outcome(msg.line, msg.to, "failed", r.code, `${r.reason} (${why})`, attempts);
+        const reason = `${r.reason} (${why})`;
+        this.#outcome(msg.line, msg.to, "failed", r.code, reason, attempts, undefined, true);
         continue;
       }
-      this.#o.onRetry?.(msg.line, attempts, r, delay);
+      this.#o.onRetry?.(msg.line, attempts, r, delay, msg.to);
       stats.retrying++;
       this.#retries.push(now + delay, { msg, attempts, firstAt });
     }
@@ -585,6 +601,7 @@ class Engine {
     reason: string,
     attempts: number,
     id?: string,
+    transient = false,
   ): void {
     const sink = this.#o.onOutcome;
     if (sink === undefined) return;
@@ -592,6 +609,7 @@ class Engine {
       id === undefined
         ? { line, address, status, code, reason, attempts }
         : { line, address, status, code, reason, attempts, id },
+      transient,
     );
   }
 

@@ -243,9 +243,19 @@ export class DedupeSet {
     this.#slots = new Uint32Array(capacity * SLOT_WORDS);
     this.#mask = capacity - 1;
     this.#limit = Math.floor(capacity * MAX_LOAD);
-    for (let at = 0; at < old.length; at += SLOT_WORDS) {
-      const line = old[at + 3];
-      if (line !== 0) this.#insert(old[at], old[at + 1], old[at + 2], line);
+    const slots = this.#slots;
+    const mask = this.#mask;
+    for (let from = 0; from < old.length; from += SLOT_WORDS) {
+      const line = old[from + 3];
+      if (line === 0) continue;
+      const a = old[from];
+      let i = a & mask;
+      while (slots[i * SLOT_WORDS + 3] !== 0) i = (i + 1) & mask;
+      const at = i * SLOT_WORDS;
+      slots[at] = a;
+      slots[at + 1] = old[from + 1];
+      slots[at + 2] = old[from + 2];
+      slots[at + 3] = line;
     }
   }
 }

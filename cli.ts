@@ -51,6 +51,8 @@ async function dispatch(args: string[], io: CliIo): Promise<number> {
       return await generateCommand(rest, io);
     case "demo":
       return await demoCommand(rest, io);
+    case "serve": // loaded on demand: the HTTP stack costs nothing to the other commands
+      return await (await import("./cli/serve.ts")).serveCommand(rest, io);
     case "--version":
     case "version":
       io.stdout(`mass-mailer ${VERSION}\n`);

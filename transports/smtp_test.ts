@@ -585,3 +585,22 @@ Deno.test("smtp transport refuses to send after close()", async () => {
     assert.ok(e instanceof SmtpError && e.code === "ECLOSED");
   });
 });
+
+Deno.test("smtp transport close() finishes messages in flight, then QUITs", async () => {
+  await withSmtp(
+    {
+      onRcptTo: (
+        a,
+      ) => (a === "user2@example.com" ? { code: 550, message: "5.1.1 No such user" } : null),
+    },
+    { connections: 1, proxy: true },
+    async ({ server, t, proxy }) => {
+      const pending = sendAll(t, messages(2));
+      await t.close();
+      assert.deepEqual(statuses(await pending), ["sent", "failed"]);
+      assert.equal(server.received.length, 1);
+      const wire = proxy!.chunks[0].join("");
+      assert.match(wire, /RSET\r\nQUIT\r\n$/);
+    },
+  );
+});

@@ -115,6 +115,8 @@ const RSET = 0, MAIL = 1, RCPT = 2, DATA = 3, DOT = 4, DOT_ABORT = 5, QUIT = 6;
 const KIND_NAMES = ["RSET", "MAIL FROM", "RCPT TO", "DATA", "end of data", "end of data", "QUIT"];
 
 const SETUP = 0, READY = 1, QUITTING = 2, CLOSED = 3;
+/** A server that does not answer QUIT is not waited for longer than this (ms). */
+const QUIT_TIMEOUT = 2000;
 
 // deno-lint-ignore no-control-regex -- control characters (CR, LF, NUL) must never reach a command
 const ENVELOPE_UNSAFE = /[\x00-\x1f\x7f<>]/;
@@ -484,7 +486,9 @@ export class SmtpConnection {
   }
 
   #expect(kind: number, job: Job | null): void {
-    if (this.#kinds.length === 0) {
+    if (kind === QUIT && this.#kinds.length === 0) {
+      this.#arm(Math.min(this.#o.commandTimeout, QUIT_TIMEOUT), "command", "QUIT");
+    } else if (this.#kinds.length === 0) {
       this.#arm(
         kind === DOT || kind === DOT_ABORT ? this.#o.dataTimeout : this.#o.commandTimeout,
         kind === DOT ? "data" : "command",
@@ -627,7 +631,7 @@ export class SmtpConnection {
           );
           return;
         }
-        this.#pump();
+        this.#next();
         return;
       case QUIT:
         this.#closeOrderly();
@@ -643,8 +647,16 @@ export class SmtpConnection {
       this.#write("RSET\r\n");
       this.#expect(RSET, null);
     }
-    if (this.#state === QUITTING && this.#kinds.length === 0) this.#quit();
-    else this.#pump();
+    this.#next();
+  }
+
+  /** After a reply: QUIT when closing and nothing is pending, else take more work. */
+  #next(): void {
+    if (this.#state === QUITTING) {
+      if (this.#kinds.length === 0) this.#quit();
+    } else {
+      this.#pump();
+    }
   }
 
   /** 421: the server is closing. Nothing after it was accepted, so every message in flight moves. */

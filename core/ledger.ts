@@ -1,0 +1,1127 @@
+/**
+ * The ledger: a durable, append-only record of every row's final outcome,
+ * written as the run goes. It is also the per-row report users open.
+ *
+ * ## The file
+ *
+ * A CSV file with a header row, one record per line:
+ *
+ * ```text
+ * line,address,status,code,reason,attempts,time,id,failure
+ * 0,,meta,ledger/1,"{""campaign"":""3f9c0a1b2d4e"",...}",0,2026-01-05T09:00:00.000Z,3f9c0a1b2d4e,
+ * 2,ann@example.com,sent,,250 2.0.0 OK,1,2026-01-05T09:00:01.234Z,<queue id>,
+ * 3,not-an-address,invalid,syntax,missing @,0,2026-01-05T09:00:01.234Z,,
+ * 4,bob@example.com,retry,4.7.1,451 4.7.1 try later; retry in 812 ms,1,2026-01-05T09:00:01.240Z,,
+ * 4,bob@example.com,failed,4.7.1,451 4.7.1 try later (after 5 attempts),5,2026-01-05T09:01:02.000Z,,transient
+ * ```
+ *
+ * - `status` is a final state (`sent`, `failed`, `invalid`, `duplicate`,
+ *   `suppressed`), or `retry` for a transient failure that was retried (the
+ *   transient history; not final), or `meta` on line 0 (one per run: format
+ *   version in `code`, the fingerprints and the campaign id as JSON in
+ *   `reason`).
+ * - `failure` says, for a failed row, whether its last answer was `permanent`
+ *   or `transient` (out of attempts): `--retry-failed` sends the latter again.
+ * - The last record of a line wins (a row sent again after `--retry-failed`).
+ * - `time` is the wall-clock time (UTC) the outcome was recorded.
+ * - Fields are quoted as RFC 4180 says when they hold `,` or `"`; CR and LF in
+ *   a field are written as spaces, so every record is exactly one line. A
+ *   field that a spreadsheet would run as a formula (it starts with `=`, `+`,
+ *   `-`, `@` or a tab, after any `'`) gets one `'` in front, which reading
+ *   takes off again.
+ *
+ * ## Durability
+ *
+ * Records are appended to a string and written with one `write` at the end of
+ * the current task (a microtask), so an outcome reaches the operating system
+ * before the engine can dispatch anything else: a kill -9 loses only messages
+ * in flight, which are sent again on resume. `fdatasync` runs at checkpoints:
+ * at least every `syncIntervalMs` (1 s) or `syncEveryRecords` records, after
+ * the meta record, and on {@link Ledger.sync} and {@link Ledger.close}, so a
+ * power loss loses at most about a second. A torn last record (a crash in the
+ * middle of a write) is dropped when the ledger is opened again.
+ *
+ * ## Resume
+ *
+ * {@link openLedger} reads the file into two arrays indexed by line (a status
+ * byte and a 53-bit hash of the address: 9 bytes per line), checks the
+ * fingerprints of the input and the template against the last meta record,
+ * and takes the lock `<path>.lock`. {@link Ledger.previous} then tells the
+ * engine which rows are done, and checks every row's address against the hash
+ * recorded for its line, so a changed input that could not be hashed up front
+ * (stdin, a request body) is caught too. With `force`, a changed input is
+ * accepted and rows are matched by address instead of line: an address that
+ * was sent (or failed, or suppressed) is not sent again wherever it moved, and
+ * its new line gets a record saying so.
+ *
+ * @module
+ */
+import { dedupeKey } from "./address.ts";
+import type { CampaignOptions, CampaignStart } from "./campaign.ts";
+import type { Clock } from "./clock.ts";
+import { hashAddress } from "./fingerprint.ts";
+import { acquireLock, type FileLock, hostName, type LockHolder, type LockOptions } from "./lock.ts";
+import type { RetryResult, RowOutcome, RowStatus } from "./types.ts";
+
+/** The header row of every ledger file. */
+export const LEDGER_HEADER = "line,address,status,code,reason,attempts,time,id,failure";
+
+/** Format version written in the `code` field of meta records. */
+export const LEDGER_FORMAT = "ledger/1";
+
+/** Which failed rows `retryFailed` sends again. */
+export type RetryFailed = "transient" | "all";
+
+/** Options of {@link openLedger}. Every field has a default. */
+export interface LedgerOptions {
+  /**
+   * What this run is made from (see `fingerprint.ts`). Each one given is
+   * compared with the one the ledger recorded last; a difference refuses the
+   * open unless `force`. An input without a fingerprint (stdin) is checked row
+   * by row instead.
+   */
+  readonly fingerprint?: { readonly input?: string; readonly template?: string };
+  /** Accept a changed input or template; rows are then matched by address. Default false. */
+  readonly force?: boolean;
+  /** Send failed rows again: `"transient"` (out of retries) or `"all"`. Default: none. */
+  readonly retryFailed?: RetryFailed;
+  /** Campaign id of a new ledger (it makes Message-IDs); default 12 random hex digits. An existing ledger keeps its own. */
+  readonly campaignId?: string;
+  /** Take the lock file `<path>.lock` (options for it, or false for none). Default true. */
+  readonly lock?: boolean | LockOptions;
+  /** Wall clock for the `time` column, in epoch ms. Default `Date.now`. */
+  readonly now?: () => number;
+  /** fdatasync at least this often while records are written, in ms. Default 1000. */
+  readonly syncIntervalMs?: number;
+  /** ...or after this many records. Default 100000. */
+  readonly syncEveryRecords?: number;
+  /** How far back {@link Ledger.sendTimes} looks, in ms. Default 24 h. */
+  readonly historyMs?: number;
+  /** Called once when a write fails (disk full, file removed); the run should stop. */
+  readonly onError?: (error: LedgerError) => void;
+  /** Extra JSON-serialisable facts for this run's meta record (e.g. the transport). */
+  readonly info?: Readonly<Record<string, unknown>>;
+}
+
+/** Rows of a ledger by their latest final status, and the transient history. */
+export interface LedgerCounts {
+  sent: number;
+  failed: number;
+  /** Of `failed`: rows whose last answer was transient (out of retries). */
+  failedTransient: number;
+  invalid: number;
+  duplicate: number;
+  suppressed: number;
+  /** `retry` records: transient failures that were retried. */
+  retries: number;
+}
+
+/** What a meta record holds (the JSON in its `reason` field). */
+export interface LedgerMeta {
+  /** Campaign id, the same for every run of the ledger. */
+  readonly campaign: string;
+  /** 1 for the run that created the ledger, then 2, 3, ... */
+  readonly run: number;
+  /** Fingerprint of the input, when it could be taken. */
+  readonly input?: string;
+  /** Fingerprint of the template and recipient options. */
+  readonly template?: string;
+  /** Column names from the input's header row. */
+  readonly columns?: readonly string[];
+  /** True when this run accepted a changed input or template. */
+  readonly forced?: boolean;
+  readonly [key: string]: unknown;
+}
+
+/** The campaign options a ledger fills in (see {@link Ledger.hooks}). */
+export type LedgerHooks = Required<
+  Pick<
+    CampaignOptions,
+    "previous" | "onOutcome" | "onRetry" | "onStart" | "rateHistory" | "compose"
+  >
+>;
+
+/** A ledger problem: it belongs to another input, it is damaged, or it cannot be written. */
+export class LedgerError extends Error {
+  /** `changed` (input or template differ), `corrupt`, `foreign` (not a ledger), `io`. */
+  readonly kind: "changed" | "corrupt" | "foreign" | "io";
+  /** The ledger file. */
+  readonly path: string;
+  /** Make a ledger error. */
+  constructor(
+    kind: LedgerError["kind"],
+    path: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "LedgerError";
+    this.kind = kind;
+    this.path = path;
+  }
+}
+
+/** An open ledger: the resume state of earlier runs and the writer of this one. */
+export interface Ledger {
+  /** The ledger file. */
+  readonly path: string;
+  /** The campaign id (stable across runs: pass it to the composer). */
+  readonly campaignId: string;
+  /** True when earlier runs recorded at least one final outcome. */
+  readonly resumed: boolean;
+  /** Counts of earlier runs (latest record per line). */
+  readonly before: Readonly<LedgerCounts>;
+  /** The last meta record of earlier runs, if any. */
+  readonly meta: LedgerMeta | undefined;
+  /** The holder of a stale lock this open took over (a process that died). */
+  readonly tookOver: LockHolder | undefined;
+  /** The write error that stopped the ledger, if one happened. */
+  readonly error: LedgerError | undefined;
+  /**
+   * The earlier final status of the row on `line` with `address`, or undefined
+   * when it is to be sent (no final record, or a failure `retryFailed` asks
+   * for). Throws a `changed` {@link LedgerError} when the line recorded another
+   * address (unless `force`).
+   */
+  previous(line: number, address: string): RowStatus | undefined;
+  /** Check the input's columns and write this run's meta record; call before the first outcome. */
+  begin(start: Pick<CampaignStart, "columns">): void;
+  /** Append one final outcome. Never throws: a write error goes to `onError` and {@link Ledger.error}. */
+  record(outcome: RowOutcome, transient?: boolean): void;
+  /** Append one transient failure that will be retried (the transient history). */
+  recordRetry(
+    line: number,
+    attempt: number,
+    result: RetryResult,
+    delayMs: number,
+    address?: string,
+  ): void;
+  /**
+   * Times of send attempts recorded within `historyMs`, oldest first, for the
+   * rate limiter's `seed`. In epoch ms, or on `clock` when given (for an engine
+   * whose clock is not the wall clock).
+   */
+  sendTimes(clock?: Pick<Clock, "now">): number[];
+  /** The engine hooks: previous, onOutcome, onRetry, onStart, rateHistory and compose.campaignId. */
+  hooks(clock?: Pick<Clock, "now">): LedgerHooks;
+  /** Write what is buffered and fdatasync it. */
+  sync(): Promise<void>;
+  /** Write, fdatasync, close the file and release the lock. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+// Status bytes of the per-line array.
+const NONE = 0;
+const SENT = 1;
+const FAILED = 2;
+const FAILED_TRANSIENT = 3;
+const INVALID = 4;
+const DUPLICATE = 5;
+const SUPPRESSED = 6;
+
+const STATUS_CODE: Readonly<Record<string, number>> = {
+  sent: SENT,
+  failed: FAILED,
+  invalid: INVALID,
+  duplicate: DUPLICATE,
+  suppressed: SUPPRESSED,
+};
+const STATUS_NAME: readonly (RowStatus | undefined)[] = [
+  undefined,
+  "sent",
+  "failed",
+  "failed",
+  "invalid",
+  "duplicate",
+  "suppressed",
+];
+
+const CAMPAIGN_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const MAX_LINE = 2 ** 32 - 1;
+const DAY_MS = 86_400_000;
+
+/** Why a field needs more than being written as it is. */
+const SPECIAL = /[",\r\n]|^'*[=+\-@\t]/;
+const FORMULA = /^'*[=+\-@\t]/;
+
+/** Write `s` as one CSV field (see the module doc). */
+export function csvField(s: string): string {
+  if (s.length === 0 || !SPECIAL.test(s)) return s;
+  let v = s.replace(/[\r\n]/g, " ");
+  if (FORMULA.test(v)) v = "'" + v;
+  return /[",]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;
+}
+
+/** Undo the formula guard of {@link csvField} on a parsed field. */
+function unguard(s: string): string {
+  return s.charCodeAt(0) === 39 && FORMULA.test(s) ? s.slice(1) : s;
+}
+
+/**
+ * Split one ledger line into its fields (RFC 4180 quoting, no line breaks
+ * inside fields). Returns undefined for a line with an unterminated quote.
+ */
+export function splitRecord(line: string): string[] | undefined {
+  if (line.indexOf('"') < 0) return line.split(",");
+  const out: string[] = [];
+  let i = 0;
+  const n = line.length;
+  for (;;) {
+    if (line.charCodeAt(i) === 34) {
+      let value = "";
+      let from = i + 1;
+      for (;;) {
+        const q = line.indexOf('"', from);
+        if (q < 0) return undefined;
+        value += line.slice(from, q);
+        if (line.charCodeAt(q + 1) === 34) {
+          value += '"';
+          from = q + 2;
+          continue;
+        }
+        i = q + 1;
+        break;
+      }
+      out.push(value);
+      if (i >= n) return out;
+      if (line.charCodeAt(i) !== 44) return undefined;
+      i++;
+    } else {
+      const c = line.indexOf(",", i);
+      if (c < 0) {
+        out.push(line.slice(i));
+        return out;
+      }
+      out.push(line.slice(i, c));
+      i = c + 1;
+    }
+  }
+}
+
+/** One parsed ledger record. */
+export interface LedgerRecord {
+  readonly line: number;
+  readonly address: string;
+  readonly status: RowStatus | "retry" | "meta";
+  readonly code: string;
+  readonly reason: string;
+  readonly attempts: number;
+  readonly time: string;
+  readonly id: string;
+  /** `permanent` or `transient` for a failed row, else empty. */
+  readonly failure: string;
+}
+
+/** What {@link readLedger} found besides the records. */
+export interface LedgerFileInfo {
+  /** False when the file does not exist. */
+  readonly exists: boolean;
+  /** Bytes of whole records (including the header); a torn tail starts here. */
+  readonly goodBytes: number;
+  /** Total file size. */
+  readonly size: number;
+  /** True when the header is present. */
+  readonly hasHeader: boolean;
+}
+
+/**
+ * Read every record of the ledger at `path`, in file order, calling `visit`
+ * with each. A torn last line (no final line break, or unparseable) is not
+ * visited and is reported through `goodBytes`. Throws a `foreign` or `corrupt`
+ * {@link LedgerError} for a file that is not a ledger or is damaged elsewhere.
+ */
+export async function readLedger(
+  path: string,
+  visit: (record: LedgerRecord, fields: readonly string[]) => void,
+): Promise<LedgerFileInfo> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { exists: false, goodBytes: 0, size: 0, hasHeader: false };
+    }
+    throw new LedgerError(
+      "io",
+      path,
+      `Cannot read the report ${path}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(1 << 20);
+  let offset = 0; // bytes read so far
+  let lastBreak = -1; // byte offset of the last LF seen
+  let rest = "";
+  let lineNo = 0;
+  let hasHeader = false;
+  let badAt = 0; // file line of the first bad record (it must be the last line)
+  let badText = "";
+  let goodBytes: number;
+  const handle = (text: string) => {
+    lineNo++;
+    if (badAt !== 0) {
+      throw new LedgerError(
+        "corrupt",
+        path,
+        `The report ${path} is damaged at line ${badAt} (${
+          JSON.stringify(badText.slice(0, 80))
+        }): ` +
+          `fix or delete that line, or use another --report file`,
+      );
+    }
+    if (lineNo === 1) {
+      const head = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+      if (head !== LEDGER_HEADER) {
+        throw new LedgerError(
+          "foreign",
+          path,
+          `${path} is not a mass-mailer report (its first line is ${
+            JSON.stringify(head.slice(0, 60))
+          }): ` +
+            `choose another --report file; it was not changed`,
+        );
+      }
+      hasHeader = true;
+      return;
+    }
+    const record = parseRecord(text);
+    if (record === undefined) {
+      badAt = lineNo;
+      badText = text;
+      return;
+    }
+    visit(record.record, record.fields);
+  };
+  try {
+    for (;;) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      const chunk = buffer.subarray(0, n);
+      const nl = chunk.lastIndexOf(10);
+      if (nl >= 0) lastBreak = offset + nl;
+      offset += n;
+      const text = rest + decoder.decode(chunk, { stream: true });
+      let from = 0;
+      for (;;) {
+        const at = text.indexOf("\n", from);
+        if (at < 0) break;
+        const end = at > from && text.charCodeAt(at - 1) === 13 ? at - 1 : at;
+        handle(text.slice(from, end));
+        from = at + 1;
+      }
+      rest = text.slice(from);
+    }
+    rest += decoder.decode();
+  } finally {
+    file.close();
+  }
+  // A bad record on the very last line is a torn write: drop it with any text after it.
+  if (badAt !== 0) {
+    goodBytes = await byteOffsetOfLine(path, badAt);
+  } else {
+    goodBytes = lastBreak + 1;
+  }
+  if (!hasHeader && rest.length > 0 && LEDGER_HEADER.startsWith(rest)) {
+    goodBytes = 0; // A torn header: the file was being created.
+  } else if (!hasHeader && rest.length > 0) {
+    throw new LedgerError(
+      "foreign",
+      path,
+      `${path} is not a mass-mailer report (it starts with ${
+        JSON.stringify(rest.slice(0, 60))
+      }): ` +
+        `choose another --report file; it was not changed`,
+    );
+  }
+  return { exists: true, goodBytes, size: offset, hasHeader };
+}
+
+/** Byte offset where 1-based file line `n` starts. */
+async function byteOffsetOfLine(path: string, n: number): Promise<number> {
+  const bytes = await Deno.readFile(path);
+  let line = 1;
+  for (let i = 0; i < bytes.length; i++) {
+    if (line === n) return i;
+    if (bytes[i] === 10) line++;
+  }
+  return bytes.length;
+}
+
+const STATUSES = new Set(["sent", "failed", "invalid", "duplicate", "suppressed", "retry", "meta"]);
+
+function parseRecord(text: string): { record: LedgerRecord; fields: string[] } | undefined {
+  const f = splitRecord(text);
+  if (f === undefined || f.length < 9) return undefined;
+  const line = Number(f[0]);
+  const attempts = Number(f[5]);
+  if (!Number.isSafeInteger(line) || line < 0 || line > MAX_LINE || f[0] === "") return undefined;
+  if (!STATUSES.has(f[2]) || !(attempts >= 0) || f[5] === "") return undefined;
+  if ((line === 0) !== (f[2] === "meta")) return undefined;
+  return {
+    record: {
+      line,
+      address: unguard(f[1]),
+      status: f[2] as LedgerRecord["status"],
+      code: unguard(f[3]),
+      reason: unguard(f[4]),
+      attempts,
+      time: f[6],
+      id: unguard(f[7]),
+      failure: f[8],
+    },
+    fields: f,
+  };
+}
+
+/** Parse the JSON of a meta record, or undefined when it is not one. */
+function parseMeta(record: LedgerRecord): LedgerMeta | undefined {
+  try {
+    const v = JSON.parse(record.reason);
+    if (v && typeof v === "object" && typeof v.campaign === "string") return v as LedgerMeta;
+  } catch {
+    // Fall through.
+  }
+  return undefined;
+}
+
+/** Per-line state of a ledger: latest final status and address hash, in growable arrays. */
+class LineTable {
+  status = new Uint8Array(1024);
+  hashes = new Float64Array(1024);
+  /** With `force` only: hash of the address's dedupe key per line. */
+  keys: Float64Array | undefined;
+  maxLine = 0;
+
+  constructor(withKeys: boolean) {
+    if (withKeys) this.keys = new Float64Array(1024);
+  }
+
+  set(line: number, status: number, hash: number, key: number): void {
+    if (line >= this.status.length) {
+      let size = this.status.length;
+      while (size <= line) size *= 2;
+      const s = new Uint8Array(size);
+      s.set(this.status);
+      this.status = s;
+      const h = new Float64Array(size);
+      h.set(this.hashes);
+      this.hashes = h;
+      if (this.keys !== undefined) {
+        const k = new Float64Array(size);
+        k.set(this.keys);
+        this.keys = k;
+      }
+    }
+    this.status[line] = status;
+    this.hashes[line] = hash;
+    if (this.keys !== undefined) this.keys[line] = key;
+    if (line > this.maxLine) this.maxLine = line;
+  }
+
+  counts(): LedgerCounts {
+    const c: LedgerCounts = {
+      sent: 0,
+      failed: 0,
+      failedTransient: 0,
+      invalid: 0,
+      duplicate: 0,
+      suppressed: 0,
+      retries: 0,
+    };
+    const s = this.status;
+    for (let i = 1; i <= this.maxLine; i++) {
+      switch (s[i]) {
+        case SENT:
+          c.sent++;
+          break;
+        case FAILED:
+          c.failed++;
+          break;
+        case FAILED_TRANSIENT:
+          c.failed++;
+          c.failedTransient++;
+          break;
+        case INVALID:
+          c.invalid++;
+          break;
+        case DUPLICATE:
+          c.duplicate++;
+          break;
+        case SUPPRESSED:
+          c.suppressed++;
+      }
+    }
+    return c;
+  }
+}
+
+/** A compact map from a 53-bit address-key hash to the ledger line it was recorded on. */
+class KeyTable {
+  #keys: Float64Array;
+  #lines: Uint32Array;
+  #mask: number;
+  #size = 0;
+
+  constructor(expected: number) {
+    let cap = 1024;
+    while (cap < expected * 2) cap *= 2;
+    this.#keys = new Float64Array(cap);
+    this.#lines = new Uint32Array(cap);
+    this.#mask = cap - 1;
+  }
+
+  #slot(key: number): number {
+    let i = (key % 4294967296) & this.#mask;
+    while (this.#lines[i] !== 0 && this.#keys[i] !== key) i = (i + 1) & this.#mask;
+    return i;
+  }
+
+  /** Keep the first line seen for `key`. */
+  add(key: number, line: number): void {
+    const i = this.#slot(key);
+    if (this.#lines[i] !== 0) return;
+    if ((this.#size + 1) * 2 > this.#keys.length) {
+      this.#grow();
+      this.add(key, line);
+      return;
+    }
+    this.#keys[i] = key;
+    this.#lines[i] = line;
+    this.#size++;
+  }
+
+  /** The line of `key` (0 when absent), then forget it so a second row with the key is not matched. */
+  take(key: number): number {
+    const i = this.#slot(key);
+    const line = this.#lines[i];
+    if (line !== 0 && line !== MAX_LINE) this.#lines[i] = MAX_LINE; // Tombstone: matched once.
+    return line === MAX_LINE ? 0 : line;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const lines = this.#lines;
+    this.#keys = new Float64Array(keys.length * 2);
+    this.#lines = new Uint32Array(keys.length * 2);
+    this.#mask = keys.length * 2 - 1;
+    this.#size = 0;
+    for (let i = 0; i < keys.length; i++) if (lines[i] !== 0) this.add(keys[i], lines[i]);
+  }
+}
+
+function randomCampaignId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((c, i) => c === b[i]);
+}
+
+/**
+ * Open (or create) the ledger at `path` for a run: take its lock, read what
+ * earlier runs recorded, check the fingerprints, and open it for appending.
+ *
+ * Throws {@link LedgerError} (`changed` without `force`, `foreign`,
+ * `corrupt`, `io`) or a `LockError` when another live process holds it.
+ *
+ * @example
+ * ```ts
+ * import { openLedger } from "./ledger.ts";
+ * const dir = await Deno.makeTempDir();
+ * const ledger = await openLedger(`${dir}/report.csv`, { fingerprint: { template: "t1" } });
+ * ledger.begin({ columns: ["email"] });
+ * ledger.record({ line: 2, address: "ann@example.com", status: "sent", code: "", reason: "", attempts: 1 });
+ * await ledger.close();
+ * const again = await openLedger(`${dir}/report.csv`, { fingerprint: { template: "t1" } });
+ * if (again.previous(2, "ann@example.com") !== "sent") throw new Error("line 2 is done");
+ * await again.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function openLedger(path: string, options: LedgerOptions = {}): Promise<Ledger> {
+  const syncIntervalMs = options.syncIntervalMs ?? 1000;
+  const syncEveryRecords = options.syncEveryRecords ?? 100_000;
+  const historyMs = options.historyMs ?? DAY_MS;
+  if (!(syncIntervalMs > 0) || !(syncEveryRecords >= 1) || !(historyMs >= 0)) {
+    throw new RangeError(
+      "Invalid ledger options: syncIntervalMs and syncEveryRecords must be > 0, historyMs >= 0",
+    );
+  }
+  if (options.retryFailed !== undefined && !["transient", "all"].includes(options.retryFailed)) {
+    throw new RangeError(
+      `Invalid retryFailed ${JSON.stringify(options.retryFailed)}: use "transient" or "all"`,
+    );
+  }
+  if (options.campaignId !== undefined && !CAMPAIGN_ID.test(options.campaignId)) {
+    throw new TypeError(
+      `Invalid campaignId ${
+        JSON.stringify(options.campaignId)
+      }: use 1 to 64 letters, digits, ".", "_" or "-"`,
+    );
+  }
+  const lockOptions = options.lock === false
+    ? undefined
+    : { what: `The report ${path}`, ...(typeof options.lock === "object" ? options.lock : {}) };
+  const lock = lockOptions === undefined
+    ? undefined
+    : await acquireLock(`${path}.lock`, lockOptions);
+  try {
+    return await load(path, options, lock, { syncIntervalMs, syncEveryRecords, historyMs });
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
+}
+
+interface Timing {
+  readonly syncIntervalMs: number;
+  readonly syncEveryRecords: number;
+  readonly historyMs: number;
+}
+
+async function load(
+  path: string,
+  options: LedgerOptions,
+  lock: FileLock | undefined,
+  timing: Timing,
+): Promise<Ledger> {
+  const now = options.now ?? Date.now;
+  const force = options.force === true;
+  const table = new LineTable(force);
+  const cutoff = now() - timing.historyMs;
+  const cutoffIso = new Date(Math.max(0, cutoff)).toISOString();
+  const times: number[] = [];
+  let lastTimeText = "";
+  let lastTime = 0;
+  let meta: LedgerMeta | undefined;
+  let firstMeta: LedgerMeta | undefined;
+  let runs = 0;
+  let retries = 0;
+  const info = await readLedger(path, (r) => {
+    if (r.status === "meta") {
+      const m = parseMeta(r);
+      if (m !== undefined) {
+        meta = m;
+        firstMeta ??= m;
+        runs++;
+      }
+      return;
+    }
+    if (r.attempts > 0 && r.time >= cutoffIso) {
+      if (r.time !== lastTimeText) {
+        lastTimeText = r.time;
+        lastTime = Date.parse(r.time);
+      }
+      if (!Number.isNaN(lastTime)) times.push(lastTime);
+    }
+    if (r.status === "retry") {
+      retries++;
+      return;
+    }
+    let code = STATUS_CODE[r.status];
+    if (code === FAILED && r.failure === "transient") code = FAILED_TRANSIENT;
+    table.set(r.line, code, hashAddress(r.address), force ? hashAddress(dedupeKey(r.address)) : 0);
+  });
+
+  const before = table.counts();
+  before.retries = retries;
+  const resumed = table.maxLine > 0;
+  const recorded = meta as LedgerMeta | undefined;
+  const fp = options.fingerprint ?? {};
+  if (recorded !== undefined && !force) {
+    if (fp.input !== undefined && recorded.input !== undefined && fp.input !== recorded.input) {
+      throw new LedgerError(
+        "changed",
+        path,
+        `The input changed since the report ${path} was written (${
+          describeFingerprint(recorded.input)
+        } ` +
+          `then, ${
+            describeFingerprint(fp.input)
+          } now): resume is refused so that no row is skipped or ` +
+          `mailed twice. Restore the input, or rerun with --force to continue with this one ` +
+          `(rows are then matched to the report by address), or use another --report file`,
+      );
+    }
+    if (
+      fp.template !== undefined && recorded.template !== undefined &&
+      fp.template !== recorded.template
+    ) {
+      throw new LedgerError(
+        "changed",
+        path,
+        `The message or the recipient options changed since the report ${path} was written: resume is ` +
+          `refused so that every recipient gets the same message. Restore them, or rerun with --force ` +
+          `to send the new message to the rows not done yet, or use another --report file`,
+      );
+    }
+  }
+
+  let keys: KeyTable | undefined;
+  if (table.keys !== undefined) {
+    // Rows that were mailed (or refused, or suppressed), by address; invalid and duplicate rows
+    // are classified again from the new input.
+    keys = new KeyTable(before.sent + before.failed + before.suppressed);
+    for (let line = 1; line <= table.maxLine; line++) {
+      const s = table.status[line];
+      if (s !== NONE && s !== INVALID && s !== DUPLICATE) keys.add(table.keys[line], line);
+    }
+  }
+
+  let file: Deno.FsFile;
+  try {
+    if (info.exists && info.goodBytes < info.size) await Deno.truncate(path, info.goodBytes);
+    file = await Deno.open(path, { append: true, create: true });
+  } catch (error) {
+    throw new LedgerError(
+      "io",
+      path,
+      `Cannot write the report ${path}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const campaignId = firstMeta?.campaign ?? options.campaignId ?? randomCampaignId();
+  const writer = new LedgerWriter(path, file, lock, options, timing, {
+    table,
+    keys,
+    before,
+    meta: recorded,
+    runs,
+    resumed,
+    campaignId,
+    times,
+  });
+  if (!info.exists || info.goodBytes === 0) writer.writeHeader();
+  return writer;
+}
+
+function describeFingerprint(fp: string): string {
+  const m = /^sha256:([0-9a-f]{12})[0-9a-f]*:(\d+)$/.exec(fp);
+  return m ? `${Number(m[2]).toLocaleString("en-US")} bytes, sha256 ${m[1]}...` : fp;
+}
+
+interface LoadedState {
+  readonly table: LineTable;
+  readonly keys: KeyTable | undefined;
+  readonly before: LedgerCounts;
+  readonly meta: LedgerMeta | undefined;
+  readonly runs: number;
+  readonly resumed: boolean;
+  readonly campaignId: string;
+  readonly times: number[];
+}
+
+const encoder = new TextEncoder();
+
+class LedgerWriter implements Ledger {
+  readonly path: string;
+  readonly campaignId: string;
+  readonly resumed: boolean;
+  readonly before: Readonly<LedgerCounts>;
+  readonly meta: LedgerMeta | undefined;
+  readonly tookOver: LockHolder | undefined;
+  error: LedgerError | undefined;
+  readonly #file: Deno.FsFile;
+  readonly #lock: FileLock | undefined;
+  readonly #o: LedgerOptions;
+  readonly #timing: Timing;
+  readonly #state: LoadedState;
+  readonly #now: () => number;
+  readonly #retryTransient: boolean;
+  readonly #retryAll: boolean;
+  readonly #force: boolean;
+  #pending = "";
+  #scheduled = false;
+  #bytes = new Uint8Array(1 << 16);
+  #isoTime = "";
+  #unsynced = 0;
+  #lastSync = 0;
+  #syncing: Promise<void> | undefined;
+  #syncTimer: ReturnType<typeof setTimeout> | undefined;
+  #begun = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    path: string,
+    file: Deno.FsFile,
+    lock: FileLock | undefined,
+    options: LedgerOptions,
+    timing: Timing,
+    state: LoadedState,
+  ) {
+    this.path = path;
+    this.#file = file;
+    this.#lock = lock;
+    this.#o = options;
+    this.#timing = timing;
+    this.#state = state;
+    this.campaignId = state.campaignId;
+    this.resumed = state.resumed;
+    this.before = Object.freeze({ ...state.before });
+    this.meta = state.meta;
+    this.tookOver = lock?.tookOver;
+    this.#now = options.now ?? Date.now;
+    this.#retryTransient = options.retryFailed !== undefined;
+    this.#retryAll = options.retryFailed === "all";
+    this.#force = options.force === true;
+    this.#lastSync = this.#now();
+  }
+
+  writeHeader(): void {
+    this.#pending += LEDGER_HEADER + "\n";
+    this.#flush();
+  }
+
+  previous(line: number, address: string): RowStatus | undefined {
+    const { table, keys } = this.#state;
+    if (keys !== undefined) return this.#previousByAddress(line, address, keys);
+    if (line > table.maxLine) return undefined;
+    const s = table.status[line];
+    if (s === NONE) return undefined;
+    if (table.hashes[line] !== hashAddress(address)) {
+      throw new LedgerError(
+        "changed",
+        this.path,
+        `Line ${line} of the input holds another address than the report ${this.path} recorded for it: ` +
+          `the input changed since the last run. Restore it, or rerun with --force to match rows ` +
+          `to the report by address, or use another --report file`,
+      );
+    }
+    if (s === FAILED_TRANSIENT ? this.#retryTransient : s === FAILED && this.#retryAll) {
+      return undefined;
+    }
+    return STATUS_NAME[s];
+  }
+
+  #previousByAddress(line: number, address: string, keys: KeyTable): RowStatus | undefined {
+    const from = keys.take(hashAddress(dedupeKey(address)));
+    if (from === 0) return undefined;
+    const s = this.#state.table.status[from];
+    if (s === FAILED_TRANSIENT ? this.#retryTransient : s === FAILED && this.#retryAll) {
+      return undefined;
+    }
+    const status = STATUS_NAME[s]!;
+    if (from !== line || this.#state.table.hashes[line] !== hashAddress(address)) {
+      // Re-key the outcome to its new line, so later runs match by line again.
+      this.#append(
+        line,
+        address,
+        status,
+        "",
+        `Same address as line ${from} in an earlier run (input changed, --force)`,
+        0,
+        "",
+        s === FAILED ? "permanent" : s === FAILED_TRANSIENT ? "transient" : "",
+      );
+    }
+    return status;
+  }
+
+  begin(start: Pick<CampaignStart, "columns">): void {
+    const recorded = this.#state.meta;
+    if (
+      !this.#force && recorded?.columns !== undefined &&
+      !sameColumns(recorded.columns, start.columns)
+    ) {
+      throw new LedgerError(
+        "changed",
+        this.path,
+        `The input's columns changed since the report ${this.path} was written ` +
+          `(${recorded.columns.join(",") || "no header"} then, ${
+            start.columns.join(",") || "no header"
+          } now): ` +
+          `restore the input, or rerun with --force, or use another --report file`,
+      );
+    }
+    if (this.#begun) return;
+    this.#begun = true;
+    const fp = this.#o.fingerprint ?? {};
+    const meta: LedgerMeta = {
+      ...this.#o.info,
+      campaign: this.campaignId,
+      run: this.#state.runs + 1,
+      ...(fp.input === undefined ? {} : { input: fp.input }),
+      ...(fp.template === undefined ? {} : { template: fp.template }),
+      columns: start.columns,
+      ...(this.#force ? { forced: true } : {}),
+      ...(this.#o.retryFailed === undefined ? {} : { retryFailed: this.#o.retryFailed }),
+      pid: Deno.pid,
+      host: hostName(),
+    };
+    this.#append(0, "", "meta", LEDGER_FORMAT, JSON.stringify(meta), 0, this.campaignId, "");
+    this.#flush();
+    this.#startSync();
+  }
+
+  record(o: RowOutcome, transient = false): void {
+    this.#append(
+      o.line,
+      o.address,
+      o.status,
+      o.code,
+      o.reason,
+      o.attempts,
+      o.id ?? "",
+      o.status === "failed" ? (transient ? "transient" : "permanent") : "",
+    );
+  }
+
+  recordRetry(
+    line: number,
+    attempt: number,
+    result: RetryResult,
+    delayMs: number,
+    address = "",
+  ): void {
+    this.#append(
+      line,
+      address,
+      "retry",
+      result.code,
+      `${result.reason}; retry in ${Math.round(delayMs)} ms`,
+      attempt,
+      "",
+      "",
+    );
+  }
+
+  #append(
+    line: number,
+    address: string,
+    status: string,
+    code: string,
+    reason: string,
+    attempts: number,
+    id: string,
+    failure: string,
+  ): void {
+    if (this.#closed || this.error !== undefined) return;
+    if (this.#pending.length === 0) this.#isoTime = new Date(this.#now()).toISOString();
+    this.#pending += line + "," + csvField(address) + "," + status + "," + csvField(code) + "," +
+      csvField(reason) + "," + attempts + "," + this.#isoTime + "," + csvField(id) + "," + failure +
+      "\n";
+    this.#unsynced++;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    if (this.#pending.length > (1 << 20)) this.#flush();
+  }
+
+  /** Write what is pending to the file (one write), and start a sync when a checkpoint is due. */
+  #flush(): void {
+    this.#scheduled = false;
+    const text = this.#pending;
+    if (text.length === 0 || this.error !== undefined) return;
+    this.#pending = "";
+    if (this.#bytes.length < text.length * 3) this.#bytes = new Uint8Array(text.length * 3 + 1024);
+    const { written } = encoder.encodeInto(text, this.#bytes);
+    try {
+      let at = 0;
+      while (at < written) at += this.#file.writeSync(this.#bytes.subarray(at, written));
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    if (
+      this.#unsynced >= this.#timing.syncEveryRecords ||
+      this.#now() - this.#lastSync >= this.#timing.syncIntervalMs
+    ) {
+      this.#startSync();
+    } else if (this.#syncTimer === undefined) {
+      const timer = setTimeout(() => {
+        this.#syncTimer = undefined;
+        this.#flush();
+        this.#startSync();
+      }, this.#timing.syncIntervalMs);
+      Deno.unrefTimer(timer as unknown as number);
+      this.#syncTimer = timer;
+    }
+  }
+
+  #fail(error: unknown): void {
+    if (this.error !== undefined) return;
+    this.error = new LedgerError(
+      "io",
+      this.path,
+      `Cannot write the report ${this.path}: ${(error as Error).message}; ` +
+        `the run was stopped: fix this, then run the same command again to resume`,
+      { cause: error },
+    );
+    this.#o.onError?.(this.error);
+  }
+
+  /** Start an fdatasync unless one is running. */
+  #startSync(): void {
+    if (this.#syncing !== undefined || this.#unsynced === 0 || this.error !== undefined) return;
+    this.#unsynced = 0;
+    this.#lastSync = this.#now();
+    this.#syncing = this.#file.syncData().then(
+      () => {
+        this.#syncing = undefined;
+      },
+      (error) => {
+        this.#syncing = undefined;
+        this.#fail(error);
+      },
+    );
+  }
+
+  sendTimes(clock?: Pick<Clock, "now">): number[] {
+    const times = [...this.#state.times].sort((a, b) => a - b);
+    if (clock === undefined) return times;
+    const shift = clock.now() - this.#now();
+    return times.map((t) => t + shift);
+  }
+
+  hooks(clock?: Pick<Clock, "now">): LedgerHooks {
+    return {
+      previous: (line, address) => this.previous(line, address),
+      onOutcome: (outcome, transient) => this.record(outcome, transient),
+      onRetry: (line, attempt, result, delayMs, address) =>
+        this.recordRetry(line, attempt, result, delayMs, address),
+      onStart: (start) => this.begin(start),
+      rateHistory: this.sendTimes(clock),
+      compose: { campaignId: this.campaignId },
+    };
+  }
+
+  async sync(): Promise<void> {
+    this.#flush();
+    while (this.#syncing !== undefined) await this.#syncing;
+    this.#startSync();
+    while (this.#syncing !== undefined) await this.#syncing;
+    if (this.error !== undefined) throw this.error;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    try {
+      this.#flush();
+      if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
+      while (this.#syncing !== undefined) await this.#syncing;
+      this.#unsynced = Math.max(this.#unsynced, 1);
+      this.#startSync();
+      while (this.#syncing !== undefined) await this.#syncing;
+    } finally {
+      this.#closed = true;
+      try {
+        this.#file.close();
+      } catch {
+        // Already closed.
+      }
+      await this.#lock?.release();
+    }
+  }
+}

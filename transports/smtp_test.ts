@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix -- the project imports npm packages by full specifier (no import map)
-import { simpleParser } from "npm:mailparser@^3";
+import { type ParsedMail, simpleParser } from "npm:mailparser@^3";
 import { createSmtpTransport, type SmtpOptions, type SmtpTransport } from "./smtp.ts";
 import { SmtpError } from "./smtp/error.ts";
 import {
@@ -13,11 +13,12 @@ import {
   type TestSmtpServer,
   type TestSmtpServerOptions,
 } from "../tests/_smtp_server.ts";
-import type { Outgoing, SendResult } from "../core/types.ts";
+import type { Outgoing, Recipient, SendResult } from "../core/types.ts";
+import { MessageComposer } from "../core/message.ts";
 import { Buffer } from "node:buffer";
 
 /** Parse received bytes with mailparser (an independent MIME parser). */
-async function parseMail(raw: Uint8Array): Promise<{ text?: string }> {
+async function parseMail(raw: Uint8Array): Promise<ParsedMail> {
   return await simpleParser(Buffer.from(raw));
 }
 
@@ -603,4 +604,51 @@ Deno.test("smtp transport close() finishes messages in flight, then QUITs", asyn
       assert.match(wire, /RSET\r\nQUIT\r\n$/);
     },
   );
+});
+
+Deno.test("smtp transport delivers MessageComposer output intact (MIME-1, MIME-3)", async (t) => {
+  const columns = ["email", "name"];
+  const template = {
+    from: "Team <team@example.com>",
+    toName: "{{name}}",
+    subject: "Grüße aus Köln",
+    text: "hello\n.\n.signature\nworld\nÇa va? 東京, {{name}}\n",
+  };
+  const people: Recipient[] = [
+    { line: 2, address: "ann@example.com", values: ["ann@example.com", "Ann"], smtpUtf8: false },
+    {
+      line: 3,
+      address: "jurgen@example.org",
+      values: ["jurgen@example.org", "Jürgen"],
+      smtpUtf8: false,
+    },
+  ];
+  for (const allow8bit of [false, true]) {
+    await t.step(allow8bit ? "8bit body with 8BITMIME" : "7bit-safe encoding", async () => {
+      const composer = new MessageComposer(template, columns, { allow8bit });
+      const msgs = people.map((p) => composer.render(p));
+      assert.ok(msgs.every((m) => m.eightBit === allow8bit));
+      await withSmtp({}, { connections: 1 }, async ({ server, t }) => {
+        assert.deepEqual(statuses(await sendAll(t, msgs)), ["sent", "sent"]);
+        for (const [i, m] of server.received.entries()) {
+          const parsed = await parseMail(m.raw);
+          const to = Array.isArray(parsed.to) ? parsed.to[0] : parsed.to;
+          assert.equal(parsed.subject, "Grüße aus Köln");
+          assert.deepEqual(parsed.text?.split("\n").slice(0, 5), [
+            "hello",
+            ".",
+            ".signature",
+            "world",
+            `Ça va? 東京, ${people[i].values[1]}`,
+          ]);
+          assert.deepEqual(
+            to?.value.map((v) => ({ name: v.name, address: v.address })),
+            [{ name: people[i].values[1], address: people[i].address }],
+          );
+          assert.equal(parsed.messageId, msgs[i].messageId);
+          assert.equal(m.fromArgs.BODY, allow8bit ? "8BITMIME" : undefined);
+        }
+      });
+    });
+  }
 });

@@ -2,12 +2,12 @@
  * Outgoing messages for the Gmail tests and benchmark, with what each was
  * meant to say, so a received `raw` can be parsed and compared.
  *
- * Built by hand (RFC 2047 B-encoded headers, base64 UTF-8 body) until
- * core/message.ts lands; then this switches to `MessageComposer`.
+ * Rendered by core/message.ts (`MessageComposer`), so the Gmail transport is
+ * tested with the very bytes every transport receives.
  *
  * @module
  */
-import { Buffer } from "node:buffer";
+import { MessageComposer } from "../core/message.ts";
 import type { Outgoing } from "../core/types.ts";
 
 /** What a test message is meant to carry. */
@@ -20,29 +20,6 @@ export interface MeantMessage {
   readonly from: string;
   readonly fromName: string;
   readonly messageId: string;
-}
-
-const encoder = new TextEncoder();
-
-/** RFC 2047 encoded words (B encoding, UTF-8) for non-ASCII text, split at characters. */
-function encodeWords(text: string): string {
-  if (/^[\x20-\x7e]*$/.test(text)) return text;
-  const words: string[] = [];
-  let chunk = "";
-  for (const ch of text) {
-    if (encoder.encode(chunk + ch).length > 45) {
-      words.push(chunk);
-      chunk = "";
-    }
-    chunk += ch;
-  }
-  if (chunk) words.push(chunk);
-  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, "utf8").toString("base64")}?=`).join("\r\n ");
-}
-
-function base64Lines(text: string): string {
-  const b64 = Buffer.from(text, "utf8").toString("base64");
-  return (b64.match(/.{1,76}/g) ?? []).join("\r\n");
 }
 
 /** The meant content of message number `line` (deterministic, some non-ASCII). */
@@ -60,31 +37,31 @@ export function meant(line: number, overrides: Partial<MeantMessage> = {}): Mean
   };
 }
 
-/** Render `m` as RFC 5322 bytes in an {@link Outgoing}. */
+const COLUMNS = ["email", "name", "subject", "text"] as const;
+const composers = new Map<string, MessageComposer>();
+
+/** Render `m` with the project's composer (core/message.ts), as every transport receives it. */
 export function outgoing(m: MeantMessage): Outgoing {
-  const head = [
-    `From: ${encodeWords(m.fromName)} <${m.from}>`,
-    `To: ${encodeWords(m.name)} <${m.to}>`,
-    `Subject: ${encodeWords(m.subject)}`,
-    "Date: Mon, 01 Jun 2026 12:00:00 +0000",
-    `Message-ID: ${m.messageId}`,
-    "MIME-Version: 1.0",
-    "Content-Type: text/plain; charset=utf-8",
-    "Content-Transfer-Encoding: base64",
-  ].join("\r\n");
-  const data = encoder.encode(`${head}\r\n\r\n${base64Lines(m.text.replaceAll("\n", "\r\n"))}\r\n`);
-  // Two chunks, as the composer shares static parts: the transport must join them.
-  const cut = Math.floor(data.length / 2);
-  return {
+  const from = `${m.fromName} <${m.from}>`;
+  let composer = composers.get(from);
+  if (!composer) {
+    composer = new MessageComposer(
+      { from, toName: "{{name}}", subject: "{{subject}}", text: "{{text}}" },
+      COLUMNS,
+      { campaignId: "test" },
+    );
+    composers.set(from, composer);
+  }
+  const out = composer.render({
     line: m.line,
-    from: m.from,
-    to: m.to,
+    address: m.to,
+    values: [m.to, m.name, m.subject, m.text],
     smtpUtf8: false,
-    eightBit: false,
-    messageId: m.messageId,
-    data: [data.subarray(0, cut), data.subarray(cut)],
-    size: data.length,
-  };
+  });
+  if (out.messageId !== m.messageId) {
+    throw new Error(`Composer Message-ID ${out.messageId} differs from ${m.messageId}`);
+  }
+  return out;
 }
 
 /** Messages 1..n (or `first`..`first+n-1`) and what each means. */

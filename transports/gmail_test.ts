@@ -110,9 +110,15 @@ Deno.test("GMAIL-3 non-ASCII subject and name: raw is base64url and round-trips 
     assert.equal(count(results, "sent"), 6);
     for (const r of server.fake.received) {
       assert.ok(!/[+/=]/.test(r.raw));
+      const decoded = new TextDecoder().decode(Buffer.from(r.raw, "base64url"));
+      const head = decoded.slice(0, decoded.indexOf("\r\n\r\n"));
+      assert.match(head, /^[\x00-\x7f]*$/, "headers are 7-bit: encoded words, not raw UTF-8");
       const parsed = await simpleParser(Buffer.from(r.raw, "base64url"));
       const m = meant.find((x) => x.messageId === parsed.messageId)!;
       assert.equal(parsed.subject, m.subject);
+      if (!/^[\x20-\x7e]*$/.test(m.subject)) {
+        assert.match(head, /^Subject: =\?(UTF|utf)-8\?[BbQq]\?/m);
+      }
       assert.equal(parsed.to && !Array.isArray(parsed.to) && parsed.to.value[0].name, m.name);
     }
     const subjects = await Promise.all(

@@ -2,8 +2,9 @@
  * A compact set of seen keys for dropping duplicate recipients.
  *
  * Keys are not stored: each is reduced to a 96-bit fingerprint (three 32-bit
- * hashes computed in one pass over its UTF-16 code units: the two lanes of a
- * cyrb53-style multiply-xor hash, 64 bits, and a MurmurHash3-style lane) kept
+ * hashes computed in one pass over its UTF-8 bytes, four at a time: the two
+ * lanes of a cyrb53-style multiply-xor hash, 64 bits, and a MurmurHash3-style
+ * lane, each with its own final mix) kept
  * with the line the key was first seen on, in an open-addressing hash table
  * with linear probing inside one `Uint32Array` (16 bytes a slot). The table
  * doubles when it is 60% full, so it takes 27-53 bytes per distinct key
@@ -23,26 +24,34 @@
 const SLOT_WORDS = 4; // hash a, hash b, hash c, first line (0 = empty slot)
 const MAX_LOAD = 0.6;
 
-/** Fingerprint lanes of the last {@link fingerprint} call (avoids an allocation per key). */
-let fpA = 0;
-let fpB = 0;
-let fpC = 0;
+const encoder = new TextEncoder();
 
 /**
- * Compute the 96-bit fingerprint of `key` into fpA/fpB/fpC, ASCII letters
- * folded to lower case. Code units are taken two at a time as one 32-bit word.
+ * Compute the 96-bit fingerprint of the UTF-8 bytes `view[start..end)` into
+ * `out[at..at+3)`. Bytes are taken four at a time as one little-endian word,
+ * and ASCII capitals in it are lower-cased first (SWAR: no branch per byte).
  */
-function fingerprint(key: string): void {
-  const len = key.length;
+function fingerprint(
+  view: DataView,
+  start: number,
+  end: number,
+  out: Uint32Array,
+  at: number,
+): void {
+  const len = end - start;
   let a = 0xdeadbeef ^ len;
   let b = 0x41c6ce57 ^ len;
   let c = 0x9747b28c ^ len;
-  for (let i = 0; i < len; i += 2) {
-    let x = key.charCodeAt(i);
-    let y = i + 1 < len ? key.charCodeAt(i + 1) : 0;
-    if (x >= 65 && x <= 90) x += 32;
-    if (y >= 65 && y <= 90) y += 32;
-    const w = x | (y << 16);
+  for (let i = start; i < end; i += 4) {
+    let w: number;
+    if (i + 4 <= end) w = view.getUint32(i, true);
+    else {
+      w = 0;
+      for (let k = 0; i + k < end; k++) w |= view.getUint8(i + k) << (8 * k);
+    }
+    // 0x80 in each byte that is an ASCII capital (0x41-0x5a); then set its 0x20 bit.
+    const low = w & 0x7f7f7f7f;
+    w ^= ((low + 0x3f3f3f3f) & ~(low + 0x25252525) & ~w & 0x80808080) >>> 2;
     a = Math.imul(a ^ w, 2654435761);
     b = Math.imul(b ^ w, 1597334677);
     let k = Math.imul(w, 0xcc9e2d51);
@@ -60,9 +69,9 @@ function fingerprint(key: string): void {
   c ^= c >>> 13;
   c = Math.imul(c, 0xc2b2ae35);
   c ^= c >>> 16;
-  fpA = a >>> 0;
-  fpB = b >>> 0;
-  fpC = c >>> 0;
+  out[at] = a;
+  out[at + 1] = b;
+  out[at + 2] = c;
 }
 
 /**
@@ -82,7 +91,11 @@ export class DedupeSet {
   #mask: number;
   #size = 0;
   #limit: number;
-  #scratch = new Uint32Array(0);
+  /** Fingerprints of the keys being added (3 words each). */
+  #scratch = new Uint32Array(3 * 1024);
+  /** UTF-8 bytes of the keys being added. */
+  #bytes = new Uint8Array(1 << 16);
+  #view = new DataView(this.#bytes.buffer);
   /** Sink for the prefetch reads, so they are not optimised away. */
   #touched = 0;
 
@@ -118,8 +131,8 @@ export class DedupeSet {
     if ((line >>> 0) !== line || line === 0) {
       throw new RangeError(`Invalid line ${line}: give an integer from 1 to 2^32-1`);
     }
-    fingerprint(key);
-    const a = fpA, b = fpB, c = fpC;
+    this.#fingerprintKey(key, 0);
+    const a = this.#scratch[0], b = this.#scratch[1], c = this.#scratch[2];
     const slots = this.#slots;
     const mask = this.#mask;
     let i = a & mask;
@@ -171,12 +184,21 @@ export class DedupeSet {
     const fp = this.#scratch;
     const slots = this.#slots;
     const mask = this.#mask;
-    // Pass 1: fingerprints.
-    for (let i = 0; i < count; i++) {
-      fingerprint(keys[i]);
-      fp[i * 3] = fpA;
-      fp[i * 3 + 1] = fpB;
-      fp[i * 3 + 2] = fpC;
+    // Pass 1: fingerprints. All keys are encoded to UTF-8 with one call; when
+    // they are all ASCII, byte offsets are the string lengths.
+    const joined = count === keys.length ? keys.join("") : keys.slice(0, count).join("");
+    this.#reserve(joined.length * 3);
+    const written = encoder.encodeInto(joined, this.#bytes).written;
+    if (written === joined.length) {
+      const view = this.#view;
+      let at = 0;
+      for (let i = 0; i < count; i++) {
+        const end = at + keys[i].length;
+        fingerprint(view, at, end, fp, i * 3);
+        at = end;
+      }
+    } else {
+      for (let i = 0; i < count; i++) this.#fingerprintKey(keys[i], i * 3);
     }
     // Pass 2: read each home slot in a tight loop, so the cache misses overlap
     // (a software prefetch; interleaved with hashing they would not).
@@ -211,16 +233,32 @@ export class DedupeSet {
 
   /** The line `key` was first seen on, or 0 when it was never added. */
   firstLine(key: string): number {
-    fingerprint(key);
+    this.#fingerprintKey(key, 0);
+    const fp = this.#scratch;
+    const a = fp[0], b = fp[1], c = fp[2];
     const slots = this.#slots;
-    let i = fpA & this.#mask;
+    let i = a & this.#mask;
     for (;;) {
       const at = i * SLOT_WORDS;
       const first = slots[at + 3];
       if (first === 0) return 0;
-      if (slots[at] === fpA && slots[at + 1] === fpB && slots[at + 2] === fpC) return first;
+      if (slots[at] === a && slots[at + 1] === b && slots[at + 2] === c) return first;
       i = (i + 1) & this.#mask;
     }
+  }
+
+  /** Make the byte scratch hold at least `size` bytes. */
+  #reserve(size: number): void {
+    if (this.#bytes.length >= size) return;
+    this.#bytes = new Uint8Array(Math.max(size, this.#bytes.length * 2));
+    this.#view = new DataView(this.#bytes.buffer);
+  }
+
+  /** Fingerprint one key into `#scratch[at..at+3)`. */
+  #fingerprintKey(key: string, at: number): void {
+    this.#reserve(key.length * 3);
+    const written = encoder.encodeInto(key, this.#bytes).written;
+    fingerprint(this.#view, 0, written, this.#scratch, at);
   }
 
   /** Put a fingerprint known to be absent into the table. */

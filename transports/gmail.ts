@@ -422,7 +422,9 @@ class GmailTransportImpl implements GmailTransport {
     }
     const stop = this.#pool.active.length === 0;
     for (const i of limited) {
-      const r = results[i] as Extract<SendResult, { status: "retry" }>;
+      // No retryAfterMs: rerouted messages should go to another mailbox at once, and
+      // paused ones wait for a resume, not for a timer (the reason says why).
+      const { retryAfterMs: _hours, ...r } = results[i] as Extract<SendResult, { status: "retry" }>;
       results[i] = stop
         ? {
           ...r,
@@ -455,7 +457,6 @@ class GmailTransportImpl implements GmailTransport {
       status: "retry",
       code: "daily-cap",
       pauseSender: true,
-      retryAfterMs: ms,
       reason:
         `The local daily cap of ${this.#daily} sends per mailbox in 24 h (--gmail-daily) is used up for ${users}; left for a later resume in about ${
           formatDuration(ms)

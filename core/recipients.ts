@@ -113,7 +113,7 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
   readonly #checks: AddressCheck[] = [];
   #lines = new Uint32Array(0);
   #found = new Uint32Array(0);
-  #slots = new Uint32Array(0);
+  #positions = new Uint32Array(0);
 
   /**
    * Check the options (`TypeError`/`RangeError` for bad ones); nothing is read
@@ -200,7 +200,9 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
     const keys = this.#keys;
     const lines = this.#lines.length >= n ? this.#lines : (this.#lines = new Uint32Array(n));
     const found = this.#found.length >= n ? this.#found : (this.#found = new Uint32Array(n));
-    const slots = this.#slots.length >= n ? this.#slots : (this.#slots = new Uint32Array(n));
+    const positions = this.#positions.length >= n
+      ? this.#positions
+      : (this.#positions = new Uint32Array(n));
     const checks = this.#checks;
     let valid = 0;
     for (let i = 0; i < n; i++) {
@@ -212,7 +214,7 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
         // The common case: a valid ASCII address, sent as written; no AddressCheck needed.
         keys[valid] = cell;
         lines[valid] = record.line;
-        slots[valid] = i;
+        positions[valid] = i;
         checks[valid] = PLAIN;
         valid++;
         continue;
@@ -231,13 +233,13 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
       // ASCII case is folded by the fingerprint; a UTF-8 local part needs the full key.
       keys[valid] = check.smtpUtf8 ? dedupeKey(check.address) : check.address;
       lines[valid] = record.line;
-      slots[valid] = i;
+      positions[valid] = i;
       checks[valid] = check;
       valid++;
     }
     this.#seen.addMany(keys, lines, valid, found);
     for (let v = 0; v < valid; v++) {
-      const i = slots[v];
+      const i = positions[v];
       const record = records[start + i];
       const check = checks[v];
       const firstLine = found[v];

@@ -16,7 +16,9 @@
  *   most `count + 1` sends. A request for `n` sends at once (a batch) is one
  *   burst: its tolerance is raised to `(n - 1) * T` for that request, so it is
  *   allowed once the schedule has caught up with now, and it books `n`
- *   intervals; the average rate stays exact. `n` may not exceed `count`.
+ *   intervals; the average rate stays exact. A request for more than `count`
+ *   sends would break the window at once, so it is never granted: `wait` and
+ *   `tryTake` answer `Infinity` and callers ask for fewer (see `maxTake`).
  *
  * - **Rolling caps** (one hour or longer: `h`, `d`) are a sliding log: never
  *   more than `count` sends in any `perMs`, but no pacing. With `2000/d` alone
@@ -336,13 +338,16 @@ export class RateLimiter {
     if (!Number.isSafeInteger(n) || n < 0) {
       throw new RangeError(`RateLimiter: n must be a whole number of sends, got ${n}`);
     }
-    for (const limit of this.#limits) {
-      if (n > limit.window.count) {
-        throw new RangeError(
-          `Cannot take ${n} sends at once: the rate ${limit.window.spec} allows at most ${limit.window.count}`,
-        );
-      }
-    }
+  }
+
+  /**
+   * The most sends one `wait`/`tryTake` call can ever be granted: the smallest
+   * window's count (Infinity without windows). Asking for more never succeeds.
+   */
+  get maxTake(): number {
+    let max = Infinity;
+    for (const limit of this.#limits) max = Math.min(max, limit.window.count);
+    return max;
   }
 
   #waitAt(n: number, now: number): number {
@@ -351,17 +356,25 @@ export class RateLimiter {
     return wait <= EPSILON_MS ? 0 : Math.ceil(wait - EPSILON_MS);
   }
 
-  /** ms to wait until n more sends are allowed by every window (0 = now); does not take. */
+  /**
+   * ms to wait until n more sends are allowed by every window (0 = now); does
+   * not take. `Infinity` when n exceeds {@link RateLimiter.maxTake}: ask for fewer.
+   */
   wait(n = 1): number {
     this.#check(n);
     if (n === 0) return 0;
+    if (n > this.maxTake) return Infinity;
     return this.#waitAt(n, this.#now());
   }
 
-  /** Take n sends now if every window allows; returns 0 when taken, else the ms to wait (nothing taken). */
+  /**
+   * Take n sends now if every window allows; returns 0 when taken, else the ms
+   * to wait (nothing taken); `Infinity` when n exceeds {@link RateLimiter.maxTake}.
+   */
   tryTake(n = 1): number {
     this.#check(n);
     if (n === 0) return 0;
+    if (n > this.maxTake) return Infinity;
     const now = this.#now();
     const wait = this.#waitAt(n, now);
     if (wait > 0) return wait;

@@ -212,14 +212,23 @@ Deno.test("RateLimiter takes batches: tryTake(n) books n intervals", async (t) =
     assert.equal(times.length, 1500);
     assert.ok(maxInWindow(times, 60_000) <= 150);
   });
-  await t.step("a batch larger than a window is refused", () => {
+  await t.step("a batch larger than a window is never granted: Infinity, nothing taken", () => {
     const { rl } = limiter("100/s,2000/d");
-    assert.throws(() => rl.tryTake(101), {
-      name: "RangeError",
-      message: "Cannot take 101 sends at once: the rate 100/s allows at most 100",
-    });
+    assert.equal(rl.maxTake, 100);
+    assert.equal(rl.wait(101), Infinity);
+    assert.equal(rl.tryTake(101), Infinity);
+    assert.equal(rl.tryTake(100), 0, "nothing was taken by the refused request");
     assert.throws(() => rl.wait(1.5), RangeError);
+    assert.throws(() => rl.tryTake(-1), RangeError);
     assert.equal(rl.tryTake(0), 0);
+    assert.equal(new RateLimiter([]).maxTake, Infinity);
+  });
+  await t.step("a caller halving its batch until it fits gets through", () => {
+    const { rl } = limiter("10/s");
+    let take = 64;
+    while (take > 1 && rl.wait(take) > 0) take >>= 1;
+    assert.equal(take, 8);
+    assert.equal(rl.tryTake(take), 0);
   });
   await t.step("a rolling cap lets a batch go only when all of it fits", () => {
     const { clock, rl } = limiter("10/h");

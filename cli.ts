@@ -13,6 +13,7 @@ import { CliError, EXIT } from "./cli/exit_codes.ts";
 import { writeGenerated } from "./cli/generate.ts";
 import { type CliIo, processIo } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
+import { reportCommand } from "./cli/report.ts";
 import { sendCommand, toCliError } from "./cli/send.ts";
 import { TRANSPORTS } from "./cli/transports.ts";
 
@@ -25,6 +26,7 @@ Usage:
   mass-mailer send <file.csv|-> --transport fake|smtp|gmail [options]   (send --help for all)
   mass-mailer generate <rows> [-o FILE] [--seed N] [--domain D]         write a test CSV
   mass-mailer demo [--rows N]              generate a CSV and send it through the fake transport
+  mass-mailer report <report.csv> [--json]  counts by status and code, first failures of a run
   mass-mailer --version | --help
 
 Exit codes: 0 all sent · 1 some failed · 2 usage · 3 bad input · 4 transport error · 5 stopped, resumable
@@ -51,6 +53,8 @@ async function dispatch(args: string[], io: CliIo): Promise<number> {
       return await generateCommand(rest, io);
     case "demo":
       return await demoCommand(rest, io);
+    case "report":
+      return await reportCommand(rest, io);
     case "serve": // loaded on demand: the HTTP stack costs nothing to the other commands
       return await (await import("./cli/serve.ts")).serveCommand(rest, io);
     case "--version":

@@ -5,12 +5,23 @@
  */
 import { parseArgs } from "node:util";
 import { type CampaignSummary, startCampaign, TransportError } from "../core/campaign.ts";
+import { systemClock } from "../core/clock.ts";
+import { fingerprintFile, fingerprintTemplate } from "../core/fingerprint.ts";
+import {
+  type Ledger,
+  type LedgerCounts,
+  LedgerError,
+  openLedger,
+  type RetryFailed,
+} from "../core/ledger.ts";
+import { LockError } from "../core/lock.ts";
 import { parseRate } from "../core/rate.ts";
 import type { RecipientOptions } from "../core/recipients.ts";
 import { joinChunks, type Outgoing, type Transport } from "../core/types.ts";
 import type { TransportCli } from "../transports/transport_cli.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import type { CliIo } from "./io.ts";
+import { formatInt } from "./format.ts";
 import { describeFsError, loadTemplate } from "./message_flags.ts";
 import { startProgress } from "./progress.ts";
 import { summaryJson, summaryText } from "./summary.ts";
@@ -39,6 +50,10 @@ export const SEND_FLAGS = {
   preview: { type: "boolean" },
   json: { type: "boolean" },
   progress: { type: "string" },
+  report: { type: "string" },
+  "no-report": { type: "boolean" },
+  force: { type: "boolean" },
+  "retry-failed": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -72,12 +87,40 @@ Sending:
   --dry-run             render everything, send nothing
   --preview             print the first rendered message and exit
 
+Report and resume:
+  --report FILE         the per-row report, also the resume ledger (default: INPUT.report.csv
+                        next to a file input; none for stdin unless given)
+  --no-report           keep no report (no resume)
+  --force               resume although the CSV or the message changed (rows are then
+                        matched to the report by address: none is mailed twice)
+  --retry-failed [transient|all]   send again the rows that failed: transient ones
+                        (out of retries; the default) or all, permanent ones too
+  Running the same command again resumes: rows with a final outcome in the report are skipped.
+
 Output:
   --json                one JSON summary object on stdout
   --progress MODE       auto, bar, plain or none (default auto: bar on a terminal)
 `;
 
 type Flags = Record<string, string | boolean | string[] | undefined>;
+
+/** `--retry-failed` may stand alone: give it its default value so parseArgs accepts it. */
+function normaliseArgs(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (a === "--retry-failed" && !["transient", "all"].includes(args[i + 1] ?? "")) {
+      out.push("--retry-failed=transient");
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
 
 /** Run `send` with its argv (after the word `send`). Returns the exit code. */
 export async function sendCommand(args: string[], io: CliIo): Promise<number> {
@@ -87,7 +130,12 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   for (const t of TRANSPORTS) Object.assign(options, t.flags);
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: normaliseArgs(args),
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (error) {
     throw new CliError(`${(error as Error).message}; see mass-mailer send --help`, EXIT.USAGE);
   }
@@ -116,14 +164,38 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   if (!["auto", "bar", "plain", "none"].includes(mode)) {
     throw new CliError(`Invalid --progress ${mode}: use auto, bar, plain or none`, EXIT.USAGE);
   }
-
-  const input = await openInput(path, io);
-  const transport: Transport = dryRun
-    ? dryRunTransport(transportCli.name)
-    : await transportCli.create({ flags, env: io.env, log: (l) => io.stderr(l + "\n") });
+  const retryFailed = flags["retry-failed"] as RetryFailed | undefined;
+  if (retryFailed !== undefined && retryFailed !== "transient" && retryFailed !== "all") {
+    throw new CliError(`Invalid --retry-failed ${retryFailed}: use transient or all`, EXIT.USAGE);
+  }
+  const reportPath = chooseReport(flags, path, dryRun, io);
 
   const graceful = new AbortController();
   const hard = new AbortController();
+  const input = await openInput(path, io);
+  let ledger: Ledger | undefined;
+  let transport: Transport;
+  try {
+    if (reportPath !== undefined) {
+      ledger = await openReport(reportPath, path, {
+        template,
+        recipients,
+        force: flags.force === true,
+        retryFailed,
+        transport: transportCli.name,
+        onError: (e) => hard.abort(e),
+      });
+      describeResume(ledger, retryFailed, io);
+    }
+    transport = dryRun
+      ? dryRunTransport(transportCli.name)
+      : await transportCli.create({ flags, env: io.env, log: (l) => io.stderr(l + "\n") });
+  } catch (error) {
+    await ledger?.close();
+    await input.close();
+    throw error;
+  }
+
   const unlisten = io.onSignal?.((count) => {
     if (count === 1) {
       io.stderr(
@@ -152,6 +224,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       dryRun,
       signal: graceful.signal,
       abortSignal: hard.signal,
+      ...ledger?.hooks(systemClock),
       onRendered: flags.preview
         ? (m) => {
           preview = m;
@@ -177,6 +250,11 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     unlisten?.();
     await transport.close();
     await input.close();
+    try {
+      await ledger?.close();
+    } catch {
+      // Reported below through ledger.error.
+    }
   }
 
   if (flags.preview) {
@@ -190,16 +268,124 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.OK;
   }
 
-  const ctx = { transport: transportCli.name };
-  if (flags.json) io.stdout(JSON.stringify(summaryJson(summary, ctx)) + "\n");
+  const ctx = { transport: transportCli.name, report: reportPath };
+  const all = ledger?.counts();
+  if (flags.json) {
+    const json = summaryJson(summary, ctx);
+    io.stdout(
+      JSON.stringify(all === undefined ? json : { ...json, report: reportPath, all }) + "\n",
+    );
+  }
   io.stderr(summaryText(summary, ctx) + "\n");
-  return exitCode(summary, recipients);
+  if (ledger !== undefined && all !== undefined && ledger.resumed) {
+    io.stderr(`All runs so far: ${describeCounts(all)}\n`);
+  }
+  if (ledger?.error !== undefined) {
+    io.stderr(`mass-mailer: ${ledger.error.message}\n`);
+    return EXIT.INCOMPLETE;
+  }
+  const code = exitCode(summary, recipients);
+  return code === EXIT.OK && (all?.failed ?? 0) > 0 ? EXIT.FAILED_ROWS : code;
+}
+
+/** The report path: --report, else next to a file input; none for stdin, dry runs or --no-report. */
+function chooseReport(flags: Flags, path: string, dryRun: boolean, io: CliIo): string | undefined {
+  const needs = flags.force ? "--force" : flags["retry-failed"] ? "--retry-failed" : undefined;
+  if (flags["no-report"]) {
+    if (flags.report !== undefined) {
+      throw new CliError("Give either --report FILE or --no-report, not both", EXIT.USAGE);
+    }
+    if (needs) throw new CliError(`${needs} needs a report; drop --no-report`, EXIT.USAGE);
+    return undefined;
+  }
+  if (dryRun) return undefined;
+  if (typeof flags.report === "string") {
+    if (flags.report === "" || flags.report === "-") {
+      throw new CliError("Invalid --report: give a file path", EXIT.USAGE);
+    }
+    return flags.report;
+  }
+  if (path === "-") {
+    if (needs) {
+      throw new CliError(
+        `${needs} needs the report of the earlier run: give --report FILE`,
+        EXIT.USAGE,
+      );
+    }
+    io.stderr(
+      "No report is kept for stdin, so this run cannot be resumed; give --report FILE to keep one\n",
+    );
+    return undefined;
+  }
+  return `${path}.report.csv`;
+}
+
+interface ReportSetup {
+  readonly template: unknown;
+  readonly recipients: RecipientOptions;
+  readonly force: boolean;
+  readonly retryFailed: RetryFailed | undefined;
+  readonly transport: string;
+  readonly onError: (error: LedgerError) => void;
+}
+
+/** Fingerprint the input and the message, then open the ledger; errors become one-line CLI errors. */
+async function openReport(report: string, input: string, setup: ReportSetup): Promise<Ledger> {
+  let inputFingerprint: string | undefined;
+  if (input !== "-") {
+    try {
+      if ((await Deno.stat(input)).isFile) inputFingerprint = await fingerprintFile(input);
+    } catch (error) {
+      throw new CliError(`Cannot read ${input}: ${describeFsError(error)}`, EXIT.USAGE);
+    }
+  }
+  const { column, header, delimiter } = setup.recipients;
+  const template = fingerprintTemplate({ template: setup.template, column, header, delimiter });
+  try {
+    return await openLedger(report, {
+      fingerprint: { input: inputFingerprint, template },
+      force: setup.force,
+      retryFailed: setup.retryFailed,
+      onError: setup.onError,
+      info: { transport: setup.transport },
+    });
+  } catch (error) {
+    throw toCliError(error);
+  }
+}
+
+function describeCounts(c: LedgerCounts): string {
+  const parts = [`${formatInt(c.sent)} sent`, `${formatInt(c.failed)} failed`];
+  if (c.failedTransient) parts.push(`(${formatInt(c.failedTransient)} of them transient)`);
+  parts.push(`${formatInt(c.invalid)} invalid`, `${formatInt(c.duplicate)} duplicates`);
+  if (c.suppressed) parts.push(`${formatInt(c.suppressed)} suppressed`);
+  return parts.join(", ");
+}
+
+function describeResume(ledger: Ledger, retryFailed: RetryFailed | undefined, io: CliIo): void {
+  const t = ledger.tookOver;
+  if (t !== undefined) {
+    io.stderr(`Took over the lock of process ${t.pid} on ${t.host}, which is no longer running\n`);
+  }
+  if (!ledger.resumed) return;
+  const b = ledger.before;
+  const done = b.sent + b.failed + b.invalid + b.duplicate + b.suppressed;
+  let again = "";
+  if (retryFailed === "all") again = `; sending the ${formatInt(b.failed)} failed rows again`;
+  else if (retryFailed) {
+    again = `; sending the ${formatInt(b.failedTransient)} transiently failed rows again`;
+  }
+  io.stderr(
+    `Resuming from ${ledger.path}: ${formatInt(done)} rows already have an outcome ` +
+      `(${describeCounts(b)})${again}\n`,
+  );
 }
 
 /** Map a finished run to its exit code (see EXIT). */
 function exitCode(s: CampaignSummary, recipients: RecipientOptions): number {
   if (s.status === "failed") {
     if (s.error instanceof TransportError) return EXIT.TRANSPORT;
+    if (s.error instanceof LedgerError) return s.error.kind === "io" ? EXIT.INCOMPLETE : EXIT.INPUT;
     if (s.error instanceof SyntaxError) return EXIT.INPUT;
     return EXIT.TRANSPORT;
   }
@@ -343,6 +529,15 @@ export function toCliError(error: unknown): CliError {
   }
   if (error instanceof SyntaxError) {
     return new CliError(error.message, EXIT.INPUT, { cause: error });
+  }
+  if (error instanceof LockError) return new CliError(error.message, EXIT.USAGE, { cause: error });
+  if (error instanceof LedgerError) {
+    const code = error.kind === "io"
+      ? EXIT.INCOMPLETE
+      : error.kind === "foreign"
+      ? EXIT.USAGE
+      : EXIT.INPUT;
+    return new CliError(error.message, code, { cause: error });
   }
   if (error instanceof TypeError || error instanceof RangeError) {
     return new CliError(error.message, EXIT.USAGE, { cause: error });

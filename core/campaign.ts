@@ -563,7 +563,12 @@ class Engine {
       stats.transient++;
       const firstAt = flight.firstAt[i];
       if (r.pauseSender) {
-        this.#pauseReason ??= `The transport is out of quota: ${r.reason}`;
+        // Out of quota: not this message's fault. Leave it for a later resume, never fail it.
+        this.#pauseReason ??= `The ${this.#transport.name} sender is out of quota (${r.reason}); ` +
+          `the remaining rows are left for later: run the same command again to resume`;
+        stats.retrying++;
+        this.#retries.push(now + (r.retryAfterMs ?? 0), { msg, attempts: attempts - 1, firstAt });
+        continue;
       }
       const delay = this.#backoff(attempts, r.retryAfterMs);
       if (attempts >= this.#maxAttempts || now + delay - firstAt > this.#retryDeadline) {

@@ -6,15 +6,18 @@
 
 /** A source of time and of waiting. */
 export interface Clock {
-  /** Milliseconds since some fixed origin (monotonic for the system clock). */
+  /**
+   * Milliseconds since the Unix epoch (the system clock is `Date.now`, so times
+   * recorded in a ledger and read back after a restart mean the same thing).
+   */
   now(): number;
   /** Resolve after `ms` milliseconds, or reject with the signal's reason when it aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-/** The real clock: `performance.now()` and `setTimeout`. */
+/** The real clock: `Date.now()` and `setTimeout`. */
 export const systemClock: Clock = {
-  now: () => performance.now(),
+  now: () => Date.now(),
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {

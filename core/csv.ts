@@ -116,6 +116,8 @@ export class CsvParser {
   #lastCR = false;
   #started = false;
   #finished = false;
+  /** Field count of the last fast-path record: the size to allocate for the next. */
+  #width = 1;
 
   /** Create a parser; throws `RangeError` for a bad delimiter. */
   constructor(opts?: CsvOptions) {
@@ -216,17 +218,23 @@ export class CsvParser {
         const end = nextLF < nextCR ? nextLF : nextCR;
         if (end < len && nextQuote > end) {
           // A complete line without quotes: one record, fields sliced between delimiters.
-          const fields: string[] = [];
+          // Sized like the previous record, so the array is allocated once at its size.
+          const fields: string[] = new Array(this.#width);
+          let k = 0;
           for (;;) {
             if (nextDelimiter < pos) {
               nextDelimiter = s.indexOf(delimiter, pos);
               if (nextDelimiter < 0) nextDelimiter = len;
             }
             if (nextDelimiter >= end) break;
-            fields.push(s.slice(pos, nextDelimiter));
+            fields[k++] = s.slice(pos, nextDelimiter);
             pos = nextDelimiter + 1;
           }
-          fields.push(s.slice(pos, end));
+          fields[k++] = s.slice(pos, end);
+          if (k !== this.#width) {
+            fields.length = k;
+            this.#width = k;
+          }
           out.push({ line: this.#line, fields });
           this.#line++;
           pos = end + 1;

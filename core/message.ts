@@ -11,6 +11,7 @@
 
 import type { Outgoing, Recipient } from "./types.ts";
 import {
+  ChunkWriter,
   encodeBody,
   formatDate,
   formatExtraHeader,
@@ -76,32 +77,9 @@ const CAMPAIGN_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const ADDRESS = /^[^\s<>()[\]\\,;:"@\x00-\x1f\x7f]+@[^\s<>()[\]\\,;:"@\x00-\x1f\x7f]+$/;
 // deno-lint-ignore no-control-regex -- control characters are what this matches
 const NON_ASCII = /[^\x00-\x7f]/;
+// deno-lint-ignore no-control-regex -- control characters are what this matches
+const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
 const SEVEN_BIT_STATIC = /^[\x20-\x7e\t\r\n]*$/;
-
-const SLAB_SIZE = 256 * 1024;
-
-/** A chunk shared by every message, a short constant appended to the row's text, or a per-row function. */
-type Step = Uint8Array | string | ((r: Recipient) => void);
-
-/**
- * Turn build items into render steps: adjacent static strings are joined; a
- * short static string between two per-row items stays a string (appended to
- * the row's text, so the row is encoded in one call); every other static
- * string is encoded once into a shared chunk.
- */
-function plan(items: readonly (string | Uint8Array | ((r: Recipient) => void))[]): Step[] {
-  const merged: (string | Uint8Array | ((r: Recipient) => void))[] = [];
-  for (const item of items) {
-    const last = merged.length - 1;
-    if (typeof item === "string" && typeof merged[last] === "string") merged[last] += item;
-    else if (item !== "") merged.push(item);
-  }
-  return merged.map((item, i) => {
-    if (typeof item !== "string") return item;
-    const between = typeof merged[i - 1] === "function" && typeof merged[i + 1] === "function";
-    return between && item.length <= 256 ? item : encoder.encode(item);
-  });
-}
 
 interface Mailbox {
   /** Display name template source (may hold merge fields). */
@@ -169,6 +147,32 @@ function ensureFinalNewline(text: string): string {
   return text.length === 0 || text.endsWith("\r\n") ? text : text + "\r\n";
 }
 
+/** One per-row step of a composer: writes into the row's chunk or adds a shared chunk. */
+type Step = (r: Recipient) => void;
+type Item = string | Uint8Array | Step;
+
+// Per-row header steps write `\r\nName: value`: the CRLF ending the previous
+// line joins the next constant, so each header costs fewer writes.
+const CRLF = encoder.encode("\r\n");
+const TO_PREFIX = encoder.encode("\r\nTo: ");
+const ANGLE_OPEN = encoder.encode(" <");
+const QUOTE_ANGLE_OPEN = encoder.encode('" <');
+const ANGLE_CLOSE = encoder.encode(">");
+const SEVEN_BIT_HEAD = encoder.encode("7bit\r\n\r\n");
+/** Static pieces up to this size between two per-row steps are copied into the row's chunk. */
+const INLINE_LIMIT = 256;
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /**
  * Renders one template for many recipients. The constructor validates
  * everything (merge fields against `columns`, addresses, extra headers,
@@ -184,16 +188,14 @@ export class MessageComposer {
   readonly #midSuffix: string;
   readonly #boundary: string | undefined;
   readonly #staticEightBit: boolean;
+  readonly #writer = new ChunkWriter();
   #dateSecond = Number.NaN;
-  #dateLine = "";
+  #dateBytes = new Uint8Array(0);
   // Per-render state (render() is synchronous, so one set is enough).
-  #data: Uint8Array[] = [];
+  #chunks: Uint8Array[] = [];
   #size = 0;
-  #pending = "";
   #eightBit = false;
-  #messageId = "";
-  #slab = new Uint8Array(0);
-  #slabAt = SLAB_SIZE;
+  readonly #scratch: string[] = [];
 
   /** The campaign id used in every Message-ID. */
   readonly campaignId: string;
@@ -266,41 +268,48 @@ export class MessageComposer {
     }
     this.#boundary = boundary;
 
-    // The static header block first, then the headers that vary per row, then
-    // the content. Items are static strings or per-row functions; see #plan().
-    const items: (string | Uint8Array | ((r: Recipient) => void))[] = [];
+    // The static header block first (one shared chunk), then the headers that
+    // vary per row, then the content.
+    const w = this.#writer;
+    const midSuffix = encoder.encode(this.#midSuffix);
+    const items: Item[] = [];
     let head = "";
-    const dyn: ((r: Recipient) => string)[] = [];
+    const dyn: Step[] = [];
     if (isStatic(fromT)) head += formatMailbox("From", fromT.statics[0], from.address);
     else {
-      const field = compileField(fromT);
-      dyn.push((r) => mailboxHeader("From", field, r.values, from.address));
+      const field = compileHeader("From", fromT);
+      dyn.push((r) => writeMailbox(w, field, r.values, from.address));
     }
     if (replyTo !== undefined) {
       if (isStatic(replyT)) head += formatMailbox("Reply-To", replyT.statics[0], replyTo.address);
       else {
-        const field = compileField(replyT);
-        dyn.push((r) => mailboxHeader("Reply-To", field, r.values, replyTo.address));
+        const field = compileHeader("Reply-To", replyT);
+        dyn.push((r) => writeMailbox(w, field, r.values, replyTo.address));
       }
     }
     if (template.toName !== undefined && (!isStatic(toT) || toT.statics[0] !== "")) {
-      const field = compileField(toT);
-      dyn.push((r) => mailboxHeader("To", field, r.values, checkAddress(r)));
+      // A recipient with smtpUtf8 has a UTF-8 local part: it goes into To as
+      // it is (RFC 6532); such a message travels only with SMTPUTF8.
+      const field = compileHeader("To", toT);
+      dyn.push((r) => writeMailbox(w, field, r.values, checkAddress(r)));
     } else {
-      dyn.push((r) => "To: " + checkAddress(r) + "\r\n");
+      dyn.push((r) => {
+        w.bytes(TO_PREFIX);
+        if (!w.address(r.address)) badAddress(r);
+      });
     }
     if (isStatic(subjectT)) head += formatUnstructured("Subject", subjectT.statics[0]);
     else {
-      const field = compileField(subjectT);
-      dyn.push((r) => unstructuredHeader("Subject", field, r.values));
+      const field = compileHeader("Subject", subjectT);
+      dyn.push((r) => writeUnstructured(w, field, r.values));
     }
     head += "MIME-Version: 1.0\r\n" + extra;
-    items.push(head);
-    items.push((r) => {
-      let s = this.#date() + "Message-ID: " + this.#messageId + "\r\n";
-      for (let i = 0; i < dyn.length; i++) s += dyn[i](r);
-      this.#pending += s;
-    });
+    items.push(head, (r) => {
+      w.bytes(this.#date());
+      w.uint(r.line);
+      w.bytes(midSuffix);
+      for (let i = 0; i < dyn.length; i++) dyn[i](r);
+    }, "\r\n");
 
     let staticEightBit = false;
     const part = (t: BoundTemplate, isHtml: boolean) => {
@@ -311,8 +320,8 @@ export class MessageComposer {
         if (body.encoding === "8bit") staticEightBit = true;
         items.push(body.encoding + "\r\n\r\n", body.bytes);
       } else {
-        const sevenBit = t.statics.every((x) => SEVEN_BIT_STATIC.test(x));
-        items.push((r) => this.#body(t, sevenBit, r.values, isHtml));
+        const compiled = compileBody(t, isHtml, boundary !== undefined);
+        items.push((r) => this.#body(compiled, r.values));
       }
     };
     if (boundary === undefined) {
@@ -328,8 +337,36 @@ export class MessageComposer {
       part(htmlT, true);
       items.push(`\r\n--${boundary}--\r\n`);
     }
-    this.#steps = plan(items);
+    this.#steps = this.#plan(items);
     this.#staticEightBit = staticEightBit;
+  }
+
+  /**
+   * Turn build items into steps: adjacent static items are joined; a short
+   * static piece between two per-row steps is copied into the row's chunk;
+   * every other static piece is one chunk shared by all messages.
+   */
+  #plan(items: readonly Item[]): Step[] {
+    const merged: (Uint8Array[] | Step)[] = [];
+    for (const item of items) {
+      if (typeof item === "function") {
+        merged.push(item);
+        continue;
+      }
+      const bytes = typeof item === "string" ? encoder.encode(item) : item;
+      if (bytes.length === 0) continue;
+      const last = merged[merged.length - 1];
+      if (Array.isArray(last)) last.push(bytes);
+      else merged.push([bytes]);
+    }
+    const w = this.#writer;
+    return merged.map((item, i) => {
+      if (typeof item === "function") return item;
+      const bytes = concat(item);
+      const between = typeof merged[i - 1] === "function" && typeof merged[i + 1] === "function";
+      if (between && bytes.length <= INLINE_LIMIT) return () => w.bytes(bytes);
+      return () => this.#shared(bytes);
+    });
   }
 
   /** Validate and format the extra headers once. */
@@ -373,86 +410,93 @@ export class MessageComposer {
     return out;
   }
 
-  /** `Date: ...\r\n`, formatted at most once per second. */
-  #date(): string {
-    const ms = this.#now();
-    const second = Math.floor(ms / 1000);
+  /** `Date: ...\r\nMessage-ID: <campaign.` as bytes, formatted at most once per second. */
+  #date(): Uint8Array {
+    const second = Math.floor(this.#now() / 1000);
     if (second !== this.#dateSecond) {
-      this.#dateLine = "Date: " + formatDate(second * 1000) + "\r\n";
+      this.#dateBytes = encoder.encode(
+        `Date: ${formatDate(second * 1000)}\r\nMessage-ID: ${this.#midPrefix}`,
+      );
       this.#dateSecond = second;
     }
-    return this.#dateLine;
+    return this.#dateBytes;
   }
 
-  /** Emit `<encoding>\r\n\r\n<body>` for a body with merge fields. */
-  #body(
-    t: BoundTemplate,
-    sevenBitStatics: boolean,
-    values: readonly string[],
-    isHtml: boolean,
-  ): void {
-    // Fast path: every merged value is printable ASCII, so the body stays 7bit
-    // (the static text was checked) unless a line grows past 998 octets.
-    const { fields } = t;
-    let plain = true;
-    for (let i = 0; i < fields.length; i++) {
-      const v = values[fields[i]];
-      if (v !== undefined && !isPrintableAscii(v)) {
-        plain = false;
-        break;
+  /** Write `<encoding>\r\n\r\n<body>` for a body with merge fields. */
+  #body(part: CompiledBody, values: readonly string[]): void {
+    const w = this.#writer;
+    if (part.fast) {
+      // Fast path: every merged value is printable ASCII, so the body stays
+      // 7bit unless a line grows past 998 octets or the boundary could form.
+      const { fields, raw } = part.bound;
+      const { html, multipart, lead, tail, newline, endsEq, startsUnderscore } = part;
+      const scratch = this.#scratch;
+      let col = newline[0] ? tail[0] : lead[0];
+      let prevEq = endsEq[0];
+      let total = part.staticLength;
+      let ok = true;
+      for (let i = 0; i < fields.length && ok; i++) {
+        let v = values[fields[i]] ?? "";
+        if (html && !raw[i]) v = escapeHtml(v);
+        const n = v.length;
+        if (n > 0) {
+          if (!isPrintableAscii(v)) ok = false;
+          else if (multipart) {
+            if ((prevEq && v.charCodeAt(0) === 0x5f) || v.includes("=_")) ok = false;
+            prevEq = v.charCodeAt(n - 1) === 0x3d;
+          }
+        }
+        scratch[i] = v;
+        total += n;
+        col += n;
+        const k = i + 1;
+        if (newline[k]) {
+          if (col + lead[k] > HARD_LINE_LIMIT) ok = false;
+          col = tail[k];
+        } else col += lead[k];
+        if (multipart && part.nonEmpty[k]) {
+          if (prevEq && startsUnderscore[k]) ok = false;
+          prevEq = endsEq[k];
+        }
       }
-    }
-    if (plain && sevenBitStatics) {
-      const s = ensureFinalNewline(renderTemplate(t, values, isHtml));
-      if (
-        (s.length <= HARD_LINE_LIMIT || linesWithin(s)) &&
-        (this.#boundary === undefined || !s.includes(this.#boundary))
-      ) {
-        this.#pending += "7bit\r\n\r\n" + s;
+      if (ok && col <= HARD_LINE_LIMIT) {
+        if (total === 0) {
+          w.bytes(SEVEN_BIT_HEAD);
+          return;
+        }
+        const pieces = part.pieces;
+        w.bytes(pieces[0]);
+        for (let i = 0; i < fields.length; i++) {
+          w.text(scratch[i]);
+          w.bytes(pieces[i + 1]);
+        }
         return;
       }
     }
+    const t = part.bound;
     let s = t.statics[0];
-    for (let i = 0; i < fields.length; i++) {
-      let v = values[fields[i]] ?? "";
-      if (isHtml && !t.raw[i]) v = escapeHtml(v);
+    for (let i = 0; i < t.fields.length; i++) {
+      let v = values[t.fields[i]] ?? "";
+      if (part.html && !t.raw[i]) v = escapeHtml(v);
       s += normalizeNewlines(v) + t.statics[i + 1];
     }
     const body = encodeBody(ensureFinalNewline(s), this.#allow8bit, this.#boundary);
     if (body.encoding === "8bit") this.#eightBit = true;
-    this.#pending += body.encoding + "\r\n\r\n";
-    this.#flush();
-    this.#push(body.bytes);
+    w.text(body.encoding + "\r\n\r\n");
+    if (body.bytes.length > INLINE_LIMIT * 16) this.#shared(body.bytes);
+    else w.bytes(body.bytes);
+  }
+
+  /** End the row's current chunk and add `bytes` as a chunk of its own. */
+  #shared(bytes: Uint8Array): void {
+    const w = this.#writer;
+    if (w.length > 0) this.#push(w.finish());
+    this.#push(bytes);
   }
 
   #push(bytes: Uint8Array): void {
-    this.#data.push(bytes);
+    this.#chunks.push(bytes);
     this.#size += bytes.length;
-  }
-
-  /**
-   * Encode the pending text. Small texts are encoded into a shared slab and
-   * handed out as views: allocating one small ArrayBuffer per row costs more
-   * than encoding the row. A slab region is written once and never reused, so
-   * chunks stay immutable; a slab is freed when its last message is.
-   */
-  #flush(): void {
-    const s = this.#pending;
-    if (s.length === 0) return;
-    this.#pending = "";
-    const max = s.length * 3;
-    if (max > SLAB_SIZE >> 3) {
-      this.#push(encoder.encode(s));
-      return;
-    }
-    if (this.#slabAt + max > SLAB_SIZE) {
-      this.#slab = new Uint8Array(SLAB_SIZE);
-      this.#slabAt = 0;
-    }
-    const at = this.#slabAt;
-    const { written } = encoder.encodeInto(s, this.#slab.subarray(at));
-    this.#slabAt = at + written;
-    this.#push(this.#slab.subarray(at, at + written));
   }
 
   /**
@@ -463,47 +507,36 @@ export class MessageComposer {
    * address as it is (RFC 6532); such a message needs an SMTPUTF8 session.
    */
   render(recipient: Recipient): Outgoing {
-    this.#data = [];
+    this.#chunks = [];
     this.#size = 0;
-    this.#pending = "";
     this.#eightBit = this.#staticEightBit;
     const messageId = this.#midPrefix + recipient.line + this.#midSuffix;
-    this.#messageId = messageId;
     const steps = this.#steps;
-    for (let i = 0; i < steps.length; i++) {
-      const step = steps[i];
-      if (typeof step === "function") step(recipient);
-      else if (typeof step === "string") this.#pending += step;
-      else {
-        this.#flush();
-        this.#push(step);
-      }
-    }
-    this.#flush();
-    const out: Outgoing = {
+    for (let i = 0; i < steps.length; i++) steps[i](recipient);
+    const w = this.#writer;
+    if (w.length > 0) this.#push(w.finish());
+    return {
       line: recipient.line,
       from: this.#from,
       to: recipient.address,
       smtpUtf8: recipient.smtpUtf8 || this.#fromUtf8,
       eightBit: this.#eightBit,
       messageId,
-      data: this.#data,
+      data: this.#chunks,
       size: this.#size,
     };
-    this.#data = [];
-    return out;
   }
 }
 
 // ---------------------------------------------------------------------------
 // Header fast paths. Merged header values are usually short printable ASCII;
-// for those the header is assembled without reading the merged string (which
-// V8 would have to flatten) and the result is exactly what the general
-// formatter in mime.ts would produce. Anything else takes the general path.
+// for those the header is written piece by piece (never building the merged
+// string) and the bytes are exactly what the general formatters in mime.ts
+// produce. Anything else takes the general path.
 
 /** Printable ASCII, and no `=?`, no leading, trailing or double space. */
 const PRINT = 1;
-/** PRINT, and neither `"` nor `\\`: fits a quoted-string as it is. */
+/** PRINT, and neither `"` nor `\`: fits a quoted-string as it is. */
 const QUOTE = 2;
 /** QUOTE, and atext only (words of atoms separated by single spaces). */
 const ATOM = 4;
@@ -519,11 +552,10 @@ CHAR_CLASS[0x22] = PRINT;
 CHAR_CLASS[0x5c] = PRINT;
 
 /**
- * The classes (bit set) a piece of a header value belongs to, 0 for none. A
- * merged value (pieces of statics and values) is in a class when every piece
- * is, because pieces may not start with a space or `?`, end with a space or
- * `=`, or be empty, except where noted: junctions cannot form `=?` or a
- * double space.
+ * The classes (a bit set) a piece of a header value belongs to; 0 for none.
+ * A merged value is in a class when every piece is, because a piece may not
+ * be empty, start with `?` or end with `=` (no `=?` across a junction), nor
+ * start or end with a space unless allowed (a static piece between fields).
  */
 function classify(text: string, leadingSpaceOk: boolean, trailingSpaceOk: boolean): number {
   const n = text.length;
@@ -547,96 +579,171 @@ function classify(text: string, leadingSpaceOk: boolean, trailingSpaceOk: boolea
   return cls;
 }
 
-/** A header template prepared for the fast path. */
-interface CompiledField {
-  readonly statics: readonly string[];
-  readonly fields: readonly number[];
-  /** Class of the static pieces together (all bits when there are none). */
+/** A header with merge fields, prepared for the fast path. */
+interface CompiledHeader {
+  readonly name: string;
+  readonly bound: BoundTemplate;
+  /** CRLF, `Name: ` and the first static piece. */
+  readonly head: Uint8Array;
+  /** CRLF, `Name: "` and the first static piece. */
+  readonly headQuoted: Uint8Array;
+  /** The static pieces after each field. */
+  readonly rest: readonly Uint8Array[];
+  readonly staticLength: number;
+  /** Class of the static pieces together (all bits when all are empty). */
   readonly cls: number;
 }
 
-function compileField(t: BoundTemplate): CompiledField {
-  const { statics, fields } = t;
+function compileHeader(name: string, bound: BoundTemplate): CompiledHeader {
+  const { statics } = bound;
   let cls = PRINT | QUOTE | ATOM;
   const last = statics.length - 1;
   statics.forEach((piece, i) => {
-    if (piece.length === 0) return; // an empty static joins two values (or is an end)
-    cls &= classify(piece, i > 0, i < last);
+    if (piece.length > 0) cls &= classify(piece, i > 0, i < last);
   });
-  return { statics, fields, cls };
+  return {
+    name,
+    bound,
+    head: encoder.encode(`\r\n${name}: ${statics[0]}`),
+    headQuoted: encoder.encode(`\r\n${name}: "${statics[0]}`),
+    rest: statics.slice(1).map((s) => encoder.encode(s)),
+    staticLength: statics.reduce((n, s) => n + s.length, 0),
+    cls,
+  };
 }
 
-/** Merge a compiled field; `mergedClass` is set to the class of the result. */
-let mergedClass = 0;
-function mergeField(f: CompiledField, values: readonly string[]): string {
-  const { statics, fields } = f;
+/** Class and length of a merged header value (`mergedLength` is set). */
+let mergedLength = 0;
+function classifyMerged(f: CompiledHeader, values: readonly string[]): number {
+  const { fields } = f.bound;
   let cls = f.cls;
-  let s = statics[0];
-  for (let i = 0; i < fields.length; i++) {
+  let length = f.staticLength;
+  for (let i = 0; i < fields.length && cls !== 0; i++) {
     const v = values[fields[i]] ?? "";
-    if (cls !== 0) cls &= classify(v, false, false);
-    s += v + statics[i + 1];
+    cls &= classify(v, false, false);
+    length += v.length;
   }
-  mergedClass = cls;
-  return s;
+  mergedLength = length;
+  return cls;
 }
 
-/** `Name: value` for an unstructured header with merge fields. */
-function unstructuredHeader(name: string, f: CompiledField, values: readonly string[]): string {
-  const s = mergeField(f, values);
-  if ((mergedClass & PRINT) !== 0 && name.length + 2 + s.length <= SOFT_LINE_LIMIT) {
-    return name + ": " + s + "\r\n";
+function writeMerged(w: ChunkWriter, f: CompiledHeader, values: readonly string[]): void {
+  const { fields } = f.bound;
+  for (let i = 0; i < fields.length; i++) {
+    w.text(values[fields[i]] ?? "");
+    w.bytes(f.rest[i]);
   }
-  return formatUnstructured(name, s);
 }
 
-/** `Name: display name <address>` for a mailbox header whose display name has merge fields. */
-function mailboxHeader(
-  name: string,
-  f: CompiledField,
+/** Write an unstructured header (`Subject`) with merge fields. */
+function writeUnstructured(w: ChunkWriter, f: CompiledHeader, values: readonly string[]): void {
+  const cls = classifyMerged(f, values);
+  if ((cls & PRINT) !== 0 && f.name.length + 2 + mergedLength <= SOFT_LINE_LIMIT) {
+    w.bytes(f.head);
+    writeMerged(w, f, values);
+  } else {
+    w.bytes(CRLF);
+    w.text(formatUnstructured(f.name, renderTemplate(f.bound, values)).slice(0, -2));
+  }
+}
+
+/** Write a mailbox header (`To`) whose display name has merge fields. */
+function writeMailbox(
+  w: ChunkWriter,
+  f: CompiledHeader,
   values: readonly string[],
   address: string,
-): string {
-  const s = mergeField(f, values);
-  const cls = mergedClass;
-  if ((cls & ATOM) !== 0) {
-    if (name.length + s.length + address.length + 5 <= SOFT_LINE_LIMIT) {
-      return name + ": " + s + " <" + address + ">\r\n";
-    }
-  } else if ((cls & QUOTE) !== 0 && s.length <= 60) {
-    if (name.length + s.length + address.length + 7 <= SOFT_LINE_LIMIT) {
-      return name + ': "' + s + '" <' + address + ">\r\n";
-    }
+): void {
+  const cls = classifyMerged(f, values);
+  const room = SOFT_LINE_LIMIT - f.name.length - address.length - mergedLength;
+  if ((cls & ATOM) !== 0 && room >= 5) {
+    w.bytes(f.head);
+    writeMerged(w, f, values);
+    w.bytes(ANGLE_OPEN);
+  } else if ((cls & ATOM) === 0 && (cls & QUOTE) !== 0 && mergedLength <= 60 && room >= 7) {
+    w.bytes(f.headQuoted);
+    writeMerged(w, f, values);
+    w.bytes(QUOTE_ANGLE_OPEN);
+  } else {
+    w.bytes(CRLF);
+    w.text(formatMailbox(f.name, renderTemplate(f.bound, values), address).slice(0, -2));
+    return;
   }
-  return formatMailbox(name, s, address);
+  w.text(address);
+  w.bytes(ANGLE_CLOSE);
+}
+
+/** A body with merge fields, prepared for the 7bit fast path. */
+interface CompiledBody {
+  readonly bound: BoundTemplate;
+  readonly html: boolean;
+  readonly multipart: boolean;
+  /** False when the static text alone rules out the fast path. */
+  readonly fast: boolean;
+  /**
+   * The static pieces as bytes; the first starts with `7bit` CRLF CRLF, the
+   * last ends with the body's final CRLF when the template lacks one.
+   */
+  readonly pieces: readonly Uint8Array[];
+  readonly nonEmpty: readonly boolean[];
+  readonly staticLength: number;
+  /** Per static piece: length up to its first CRLF (all of it when it has none). */
+  readonly lead: readonly number[];
+  /** Per static piece: length after its last CRLF. */
+  readonly tail: readonly number[];
+  /** Per static piece: whether it holds a CRLF. */
+  readonly newline: readonly boolean[];
+  /** Per static piece (multipart): ends with `=` / starts with `_` (a boundary could form). */
+  readonly endsEq: readonly boolean[];
+  readonly startsUnderscore: readonly boolean[];
+}
+
+function compileBody(bound: BoundTemplate, html: boolean, multipart: boolean): CompiledBody {
+  const { statics } = bound;
+  let fast = statics.every((s) => SEVEN_BIT_STATIC.test(s)) &&
+    !(multipart && statics.some((s) => s.includes("=_")));
+  const lead: number[] = [];
+  const tail: number[] = [];
+  const newline: boolean[] = [];
+  statics.forEach((s, i) => {
+    const lines = s.split("\r\n");
+    lead.push(lines[0].length);
+    tail.push(lines[lines.length - 1].length);
+    newline.push(lines.length > 1);
+    const inner = i === 0 ? lines.slice(0, -1) : lines.slice(1, -1);
+    if (inner.some((l) => l.length > HARD_LINE_LIMIT)) fast = false;
+  });
+  return {
+    bound,
+    html,
+    multipart,
+    fast,
+    pieces: statics.map((s, i) =>
+      encoder.encode(
+        (i === 0 ? "7bit\r\n\r\n" : "") + s +
+          (i === statics.length - 1 && !s.endsWith("\r\n") ? "\r\n" : ""),
+      )
+    ),
+    nonEmpty: statics.map((s) => s.length > 0),
+    staticLength: statics.reduce((n, s) => n + s.length, 0),
+    lead,
+    tail,
+    newline,
+    endsEq: statics.map((s) => s.endsWith("=")),
+    startsUnderscore: statics.map((s) => s.startsWith("_")),
+  };
 }
 
 /** The recipient address, refused if it could break the To header. */
 function checkAddress(r: Recipient): string {
-  const a = r.address;
-  let bad = a.length === 0;
-  for (let i = 0; i < a.length && !bad; i++) {
-    const c = a.charCodeAt(i);
-    bad = c < 0x20 || c === 0x7f || c === 0x3c || c === 0x3e;
-  }
-  if (bad) {
-    throw new TypeError(
-      `Recipient on line ${r.line} has a control character or angle bracket in its address`,
-    );
-  }
+  if (ADDRESS_UNSAFE.test(r.address) || r.address.length === 0) badAddress(r);
   return r.address;
 }
 
-/** True when no CRLF-separated line of `text` is longer than 998 characters. */
-function linesWithin(text: string): boolean {
-  let start = 0;
-  for (;;) {
-    const at = text.indexOf("\r\n", start);
-    const end = at < 0 ? text.length : at;
-    if (end - start > HARD_LINE_LIMIT) return false;
-    if (at < 0) return true;
-    start = at + 2;
-  }
+function badAddress(r: Recipient): never {
+  throw new TypeError(
+    `Recipient on line ${r.line} has an empty address or a control character or angle bracket in it`,
+  );
 }
 
 /**

@@ -501,3 +501,126 @@ export function encodeBase64Lines(input: Uint8Array): Uint8Array {
   }
   return out.subarray(0, o);
 }
+
+// ---------------------------------------------------------------------------
+// Building chunks
+
+/**
+ * Writes the bytes of one message part after another into a large shared
+ * buffer (a slab) and hands each finished part out as a view of it. One small
+ * `Uint8Array` per message costs more than the encoding itself, and a string
+ * built from many pieces costs a flattening copy; writing pieces straight into
+ * the slab avoids both. A region is written once and never reused, so the
+ * views stay immutable; a slab is freed when its last view is.
+ */
+// deno-lint-ignore no-control-regex -- control characters are what this matches
+const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
+
+export class ChunkWriter {
+  readonly #slabSize: number;
+  #buf = new Uint8Array(0);
+  #start = 0;
+  #at = 0;
+
+  /** Create a writer whose slabs hold `slabSize` bytes (256 KiB by default). */
+  constructor(slabSize = 256 * 1024) {
+    this.#slabSize = slabSize;
+  }
+
+  /** Bytes written since the last {@link finish}. */
+  get length(): number {
+    return this.#at - this.#start;
+  }
+
+  #ensure(n: number): void {
+    if (this.#at + n <= this.#buf.length) return;
+    const used = this.#at - this.#start;
+    const next = new Uint8Array(Math.max(this.#slabSize, (used + n) * 2));
+    next.set(this.#buf.subarray(this.#start, this.#at));
+    this.#buf = next;
+    this.#start = 0;
+    this.#at = used;
+  }
+
+  /** Append bytes (copied). */
+  bytes(b: Uint8Array): void {
+    const n = b.length;
+    this.#ensure(n);
+    const buf = this.#buf;
+    let at = this.#at;
+    if (n < 16) { for (let i = 0; i < n; i++) buf[at++] = b[i]; }
+    else {
+      buf.set(b, at);
+      at += n;
+    }
+    this.#at = at;
+  }
+
+  /** Append text as UTF-8. ASCII is copied character by character; the rest goes through `encodeInto`. */
+  text(s: string): void {
+    const n = s.length;
+    this.#ensure(n);
+    const buf = this.#buf;
+    let at = this.#at;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) {
+        this.#at = at;
+        this.#utf8(i === 0 ? s : s.slice(i));
+        return;
+      }
+      buf[at++] = c;
+    }
+    this.#at = at;
+  }
+
+  /**
+   * Append an address: text without control characters or angle brackets.
+   * Returns false, having written nothing, when `s` holds one.
+   */
+  address(s: string): boolean {
+    const n = s.length;
+    this.#ensure(n);
+    const buf = this.#buf;
+    const start = this.#at;
+    let at = start;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x20 || c === 0x3c || c === 0x3e || c >= 0x7f) {
+        if (c <= 0x7f || ADDRESS_UNSAFE.test(s)) return false;
+        this.#at = at;
+        this.#utf8(i === 0 ? s : s.slice(i));
+        return true;
+      }
+      buf[at++] = c;
+    }
+    this.#at = at;
+    return n > 0;
+  }
+
+  /** Append a non-negative integer in decimal (a safe integer, e.g. a line number). */
+  uint(n: number): void {
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    this.#ensure(digits);
+    const buf = this.#buf;
+    let at = this.#at + digits;
+    this.#at = at;
+    do {
+      buf[--at] = 0x30 + (n % 10);
+      n = Math.floor(n / 10);
+    } while (n > 0);
+  }
+
+  #utf8(s: string): void {
+    this.#ensure(s.length * 3);
+    this.#at += encoder.encodeInto(s, this.#buf.subarray(this.#at)).written;
+  }
+
+  /** The bytes written since the last call, as a view that is never written again. */
+  finish(): Uint8Array {
+    const chunk = this.#buf.subarray(this.#start, this.#at);
+    this.#start = this.#at;
+    return chunk;
+  }
+}

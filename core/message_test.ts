@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix -- the project imports npm packages inline (no import map)
 import { simpleParser } from "npm:mailparser@^3";
 import { composeMessage, type ComposeOptions, MessageComposer } from "./message.ts";
+import { formatMailbox, formatUnstructured } from "./mime.ts";
 import { escapeHtml, type MessageTemplate, TemplateError } from "./template.ts";
 import { joinChunks, type Outgoing, type Recipient } from "./types.ts";
 
@@ -581,5 +582,53 @@ Deno.test("property: random Unicode subjects, names and bodies round-trip throug
     const to = parsed.to && !Array.isArray(parsed.to) ? parsed.to.value : [];
     assert.deepEqual(to, [{ address: "b@example.com", name: value }], `to ${context}`);
     assert.equal(parsed.from?.value[0].name, value, `from ${context}`);
+  }
+});
+
+Deno.test("the header fast paths write exactly what the general formatters write", async (t) => {
+  const next = prng(99);
+  const alphabet = [..."abcXYZ019 .,\"\\=?_<>@!#'-:;()[]"];
+  const composer = new MessageComposer(
+    {
+      from: "a@example.com",
+      toName: "{{name}}",
+      subject: "Hi {{name}}",
+      text: "t",
+    },
+    COLUMNS,
+    OPTS,
+  );
+  for (let i = 0; i < 300; i++) {
+    let value = "";
+    const n = Math.floor(next() * 90);
+    for (let j = 0; j < n; j++) value += alphabet[Math.floor(next() * alphabet.length)];
+    await t.step(JSON.stringify(value), () => {
+      const o = composer.render(recipient(["b@example.com", value]));
+      assert.equal(header(o, "Subject") + "\r\n", formatUnstructured("Subject", "Hi " + value));
+      assert.equal(header(o, "To") + "\r\n", formatMailbox("To", value, "b@example.com"));
+    });
+  }
+});
+
+Deno.test("a merged body line of 998 octets stays 7bit, 999 does not", async (t) => {
+  const composer = new MessageComposer(
+    { from: "a@example.com", subject: "s", text: "ab{{name}}cd\nx{{city}}" },
+    COLUMNS,
+    OPTS,
+  );
+  const cases: [number, number, string][] = [
+    [994, 1, "7bit"],
+    [995, 1, "quoted-printable"],
+    [1, 997, "7bit"],
+    [1, 998, "quoted-printable"],
+  ];
+  for (const [first, second, want] of cases) {
+    await t.step(`${first} + ${second}`, async () => {
+      const values = ["b@example.com", "n".repeat(first), "c".repeat(second)];
+      const o = composer.render(recipient(values));
+      assert.equal(header(o, "Content-Transfer-Encoding"), `Content-Transfer-Encoding: ${want}`);
+      assertWellFormedLines(o);
+      assert.equal((await parse(o)).text, `ab${values[1]}cd\nx${values[2]}\n`);
+    });
   }
 });

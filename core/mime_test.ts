@@ -5,6 +5,7 @@ import libmime from "npm:libmime@^5";
 // deno-lint-ignore no-import-prefix -- the project imports npm packages inline (no import map)
 import libqp from "npm:libqp@^3";
 import {
+  ChunkWriter,
   encodeBase64Lines,
   encodeBody,
   encodeQuotedPrintable,
@@ -226,4 +227,55 @@ Deno.test("formatExtraHeader() keeps structured ASCII values and folds at spaces
       ">\r\n",
   );
   assert.match(formatExtraHeader("X-Note", "Grüße"), /^X-Note: =\?utf-8\?[BQ]\?.*\?=\r\n$/);
+});
+
+Deno.test("ChunkWriter hands out views that later writes never change, across slab changes", () => {
+  const w = new ChunkWriter(16);
+  const chunks: Uint8Array[] = [];
+  const want: string[] = [];
+  const next = prng(45);
+  for (let i = 0; i < 200; i++) {
+    let text = "";
+    const parts = Math.floor(next() * 4);
+    for (let j = 0; j < parts; j++) {
+      const kind = Math.floor(next() * 4);
+      const piece = kind === 0
+        ? "abc".repeat(Math.floor(next() * 10))
+        : kind === 1
+        ? [..."é東😀x"].slice(0, 1 + Math.floor(next() * 4)).join("")
+        : kind === 2
+        ? String(Math.floor(next() * 1e9))
+        : "bytes".repeat(Math.floor(next() * 8));
+      if (kind === 2) w.uint(Number(piece));
+      else if (kind === 3) w.bytes(encoder.encode(piece));
+      else w.text(piece);
+      text += piece;
+    }
+    assert.equal(w.length, encoder.encode(text).length);
+    chunks.push(w.finish());
+    want.push(text);
+  }
+  assert.deepEqual(chunks.map((c) => decoder.decode(c)), want);
+});
+
+Deno.test("ChunkWriter.address() refuses control characters and angle brackets, writing nothing", async (t) => {
+  const cases: [string, boolean][] = [
+    ["a@example.com", true],
+    ["jürgen@example.org", true],
+    ["", false],
+    ["a@example.com\r\nBcc: x@example.org", false],
+    ["a\x00@example.com", false],
+    ["a>@example.com", false],
+    ["<a@example.com", false],
+    ["ü\u0085@example.com", false],
+    ["ü\u2028@example.com", false],
+  ];
+  for (const [address, ok] of cases) {
+    await t.step(JSON.stringify(address), () => {
+      const w = new ChunkWriter();
+      w.text("To: ");
+      assert.equal(w.address(address), ok);
+      assert.equal(decoder.decode(w.finish()), "To: " + (ok ? address : ""));
+    });
+  }
 });

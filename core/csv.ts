@@ -178,7 +178,7 @@ export class CsvParser {
     this.#state = RECORD_START;
   }
 
-  /** Parse one chunk. Fast path: whole quote-free lines, split natively. */
+  /** Parse one chunk. Fast path: whole quote-free lines, fields found with indexOf and sliced. */
   #scan(s: string, out: CsvRecord[]): void {
     const len = s.length;
     const delimiter = this.#delimiter;

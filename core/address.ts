@@ -276,6 +276,13 @@ export function isPlainAddress(s: string): boolean {
 export function checkSlowly(s: string): AddressCheck {
   const len = s.length;
   if (len === 0) return invalid(s, "empty", "address is empty");
+  if (s.charCodeAt(len - 1) === 62 /* > */ && s.includes("<")) {
+    return invalid(
+      s,
+      "syntax",
+      "a display name or angle brackets; give the bare address (like ann@example.com)",
+    );
+  }
   const at = s.indexOf("@");
   if (at < 0) {
     if (s.charCodeAt(0) === 34) return invalid(s, "syntax", "quoted local parts are not supported");

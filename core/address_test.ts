@@ -60,6 +60,8 @@ Deno.test("checkAddress() refuses invalid addresses with a code and a reason", a
     ["a\u00a0b@example.com", "syntax", /space character \(U\+00A0\)/],
     ["a\u200bb@example.com", "syntax", /invisible formatting character \(U\+200B\)/],
     ["a(b)@example.com", "syntax", /invalid character "\(" in the local part/],
+    ["Ann <ann@example.com>", "syntax", /give the bare address/],
+    ["<ann@example.com>", "syntax", /give the bare address/],
     ["a@exa_mple.com", "syntax", /invalid character "_" in the domain/],
     ["user1@example.com;Ann", "syntax", /";" in the domain .*set that as the delimiter/],
     ["a@ex\ufffdample.com", "encoding", /not valid UTF-8/],

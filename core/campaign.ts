@@ -401,7 +401,10 @@ class Engine {
         attempts.push(entry.attempts + 1);
         firstAt.push(entry.firstAt);
       }
-      while (batch.length < take) {
+      // New rows only while the window has room beside the messages waiting to retry:
+      // those are rendered and held too, and a throttling server must not make us render every row.
+      const fresh = this.#window - stats.inFlight - this.#retries.size;
+      while (batch.length < take && batch.length < fresh) {
         const item = this.#nextItem();
         if (item === undefined) break;
         const msg = this.#admit(item);

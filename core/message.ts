@@ -177,6 +177,27 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
  * Renders one template for many recipients. The constructor validates
  * everything (merge fields against `columns`, addresses, extra headers,
  * options) and throws {@link TemplateError} or `TypeError` before any send.
+ *
+ * @example
+ * ```ts
+ * import { MessageComposer } from "./message.ts";
+ * import { joinChunks } from "./types.ts";
+ *
+ * const composer = new MessageComposer(
+ *   { from: "Team <team@example.com>", toName: "{{name}}", subject: "Hello {{name}}", text: "Hi {{name}}!" },
+ *   ["email", "name"],
+ *   { campaignId: "spring-2026" },
+ * );
+ * const message = composer.render({
+ *   line: 2,
+ *   address: "ann@example.com",
+ *   values: ["ann@example.com", "Ann"],
+ *   smtpUtf8: false,
+ * });
+ * console.assert(message.messageId === "<spring-2026.2@example.com>");
+ * const text = new TextDecoder().decode(joinChunks(message.data));
+ * console.assert(text.includes("\r\nSubject: Hello Ann\r\n"));
+ * ```
  */
 export class MessageComposer {
   readonly #steps: readonly Step[];
@@ -507,6 +528,7 @@ export class MessageComposer {
    * address as it is (RFC 6532); such a message needs an SMTPUTF8 session.
    */
   render(recipient: Recipient): Outgoing {
+    this.#writer.discard(); // what a render that threw left behind
     this.#chunks = [];
     this.#size = 0;
     this.#eightBit = this.#staticEightBit;

@@ -632,3 +632,24 @@ Deno.test("a merged body line of 998 octets stays 7bit, 999 does not", async (t)
     });
   }
 });
+
+Deno.test("a render that throws leaves nothing behind for the next message", () => {
+  const template = {
+    from: "a@example.com",
+    toName: "{{name}}",
+    subject: "Hi {{name}}",
+    text: "t {{name}}",
+  };
+  const composer = new MessageComposer(template, COLUMNS, OPTS);
+  const good = recipient(["b@example.com", "Bob"], 3);
+  assert.throws(
+    () => composer.render({ ...recipient(["x@example.com", "X"]), address: "x@example.com>" }),
+    TypeError,
+  );
+  assert.throws(
+    () => composer.render({ ...recipient(["y@example.com", "Y"]), address: "" }),
+    TypeError,
+  );
+  const fresh = new MessageComposer(template, COLUMNS, OPTS).render(good);
+  assert.deepEqual(bytesOf(composer.render(good)), bytesOf(fresh));
+});

@@ -522,8 +522,12 @@ export class ChunkWriter {
   #start = 0;
   #at = 0;
 
-  /** Create a writer whose slabs hold `slabSize` bytes (256 KiB by default). */
-  constructor(slabSize = 256 * 1024) {
+  /**
+   * Create a writer whose slabs hold `slabSize` bytes (32 KiB by default:
+   * about a hundred typical messages; small, because one view kept alive,
+   * e.g. a message waiting to be retried, keeps its whole slab alive).
+   */
+  constructor(slabSize = 32 * 1024) {
     this.#slabSize = slabSize;
   }
 
@@ -615,6 +619,11 @@ export class ChunkWriter {
   #utf8(s: string): void {
     this.#ensure(s.length * 3);
     this.#at += encoder.encodeInto(s, this.#buf.subarray(this.#at)).written;
+  }
+
+  /** Drop the bytes written since the last {@link finish} (after a failed render). */
+  discard(): void {
+    this.#at = this.#start;
   }
 
   /** The bytes written since the last call, as a view that is never written again. */

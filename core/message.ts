@@ -180,6 +180,7 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MessageComposer } from "./message.ts";
  * import { joinChunks } from "./types.ts";
  *
@@ -194,9 +195,9 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
  *   values: ["ann@example.com", "Ann"],
  *   smtpUtf8: false,
  * });
- * console.assert(message.messageId === "<spring-2026.2@example.com>");
+ * assert.equal(message.messageId, "<spring-2026.2@example.com>");
  * const text = new TextDecoder().decode(joinChunks(message.data));
- * console.assert(text.includes("\r\nSubject: Hello Ann\r\n"));
+ * assert.match(text, /\r\nSubject: Hello Ann\r\n/);
  * ```
  */
 export class MessageComposer {

@@ -43,6 +43,9 @@ interface Bucket {
   readonly waiters: Array<() => void>;
 }
 
+/** The one answer for an accepted message (the fake has no queue ids). */
+const SENT: SendResult = Object.freeze({ status: "sent" });
+
 /** 32-bit mix (a murmur3 finaliser) used to draw deterministic failures. */
 function mix(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
@@ -70,7 +73,6 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
   const attempts = new Map<number, number>(); // only for lines that failed once
   const logPath = options.deliveryLog;
   let bucket: Bucket | undefined;
-  let pending = 0;
   let closed = false;
   const threshold = Math.round(failRate * 0x1_0000_0000);
 
@@ -82,12 +84,12 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
         reason: "550 5.1.1 Recipient refused (fake --fail-lines)",
       };
     }
-    if (threshold === 0) return { status: "sent", id: `fake-${msg.line}` };
+    if (threshold === 0) return SENT;
     const n = attempts.get(msg.line) ?? 0;
     const draw = mix(mix(seed ^ Math.imul(msg.line, 0x9e3779b1)) + n);
     if (draw >= threshold) {
       if (n > 0) attempts.delete(msg.line);
-      return { status: "sent", id: `fake-${msg.line}` };
+      return SENT;
     }
     const transient = failKind === "transient" || (failKind === "mixed" && (draw & 1) === 0);
     if (transient) {
@@ -115,6 +117,25 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
     for (const wake of b.waiters) wake();
   }
 
+  /** Waiters per abort signal: one listener per signal, not one per send. */
+  const waiting = new Map<AbortSignal, Set<(reason: unknown) => void>>();
+
+  function watch(signal: AbortSignal, reject: (reason: unknown) => void): () => void {
+    let set = waiting.get(signal);
+    if (set === undefined) {
+      const fresh = new Set<(reason: unknown) => void>();
+      set = fresh;
+      waiting.set(signal, fresh);
+      signal.addEventListener("abort", () => {
+        waiting.delete(signal);
+        for (const r of fresh) r(signal.reason);
+      }, { once: true });
+    }
+    set.add(reject);
+    const mine = set;
+    return () => mine.delete(reject);
+  }
+
   function wait(signal: AbortSignal): Promise<void> {
     const now = performance.now();
     let b = bucket;
@@ -130,10 +151,9 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
         reject(signal.reason);
         return;
       }
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
+      const unwatch = watch(signal, reject);
       b.waiters.push(() => {
-        signal.removeEventListener("abort", onAbort);
+        unwatch();
         resolve();
       });
     });
@@ -148,23 +168,18 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
       if (batch.length > maxBatch) {
         throw new RangeError(`Batch of ${batch.length} exceeds the fake transport's ${maxBatch}`);
       }
-      pending++;
-      try {
-        await wait(opts.signal);
-        const results = batch.map(outcome);
-        if (logPath !== undefined) {
-          let text = "";
-          for (let i = 0; i < batch.length; i++) {
-            if (results[i].status === "sent") {
-              text += `${batch[i].line},${batch[i].to},${batch[i].messageId}\n`;
-            }
+      await wait(opts.signal);
+      const results = batch.map(outcome);
+      if (logPath !== undefined) {
+        let text = "";
+        for (let i = 0; i < batch.length; i++) {
+          if (results[i].status === "sent") {
+            text += `${batch[i].line},${batch[i].to},${batch[i].messageId}\n`;
           }
-          if (text !== "") Deno.writeTextFileSync(logPath, text, { append: true });
         }
-        return results;
-      } finally {
-        pending--;
+        if (text !== "") Deno.writeTextFileSync(logPath, text, { append: true });
       }
+      return results;
     },
     close(): Promise<void> {
       closed = true;

@@ -214,8 +214,16 @@ export class MessageComposer {
   #dateSecond = Number.NaN;
   #dateBytes = new Uint8Array(0);
   // Per-render state (render() is synchronous, so one set is enough).
-  #chunks: Uint8Array[] = [];
+  // A row's chunks: shared static chunks, and end offsets (numbers) of row
+  // bytes in #slab, which run on from #first without gaps. A row whose bytes
+  // span two slabs keeps views instead (#slab undefined).
+  #chunks: (Uint8Array | number)[] = [];
+  #slab: Uint8Array | undefined;
+  #first = 0;
+  #end = 0;
+  #compact = true;
   #size = 0;
+  readonly #shape: MessageShape;
   #eightBit = false;
   readonly #scratch: string[] = [];
 
@@ -266,6 +274,7 @@ export class MessageComposer {
     this.#fromUtf8 = from.utf8;
     this.#midPrefix = `<${campaignId}.`;
     this.#midSuffix = `@${from.address.slice(from.address.lastIndexOf("@") + 1)}>`;
+    this.#shape = { from: from.address, midPrefix: this.#midPrefix, midSuffix: this.#midSuffix };
 
     const extra = this.#extraHeaders(template.headers);
 
@@ -511,14 +520,40 @@ export class MessageComposer {
 
   /** End the row's current chunk and add `bytes` as a chunk of its own. */
   #shared(bytes: Uint8Array): void {
-    const w = this.#writer;
-    if (w.length > 0) this.#push(w.finish());
-    this.#push(bytes);
-  }
-
-  #push(bytes: Uint8Array): void {
+    this.#cut();
     this.#chunks.push(bytes);
     this.#size += bytes.length;
+  }
+
+  /** End the row bytes written so far as one chunk (an offset while they stay in one slab). */
+  #cut(): void {
+    const w = this.#writer;
+    const n = w.length;
+    if (n === 0) return;
+    const slab = w.slab;
+    const start = w.start;
+    if (this.#compact) {
+      if (this.#slab === undefined) {
+        this.#slab = slab;
+        this.#first = start;
+      } else if (slab !== this.#slab || start !== this.#end) {
+        this.#toViews();
+      }
+    }
+    this.#size += n;
+    if (this.#compact) {
+      this.#end = w.cut();
+      this.#chunks.push(this.#end);
+    } else {
+      this.#chunks.push(w.finish());
+    }
+  }
+
+  /** The slab rolled over mid-row: turn the offsets recorded so far into views. */
+  #toViews(): void {
+    this.#compact = false;
+    this.#chunks = materialize(this.#chunks, this.#slab, this.#first);
+    this.#slab = undefined;
   }
 
   /**
@@ -531,23 +566,24 @@ export class MessageComposer {
   render(recipient: Recipient): Outgoing {
     this.#writer.discard(); // what a render that threw left behind
     this.#chunks = [];
+    this.#slab = undefined;
+    this.#compact = true;
     this.#size = 0;
     this.#eightBit = this.#staticEightBit;
-    const messageId = this.#midPrefix + recipient.line + this.#midSuffix;
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) steps[i](recipient);
-    const w = this.#writer;
-    if (w.length > 0) this.#push(w.finish());
-    return {
-      line: recipient.line,
-      from: this.#from,
-      to: recipient.address,
-      smtpUtf8: recipient.smtpUtf8 || this.#fromUtf8,
-      eightBit: this.#eightBit,
-      messageId,
-      data: this.#chunks,
-      size: this.#size,
-    };
+    this.#cut();
+    return new RenderedMessage(
+      this.#shape,
+      recipient.line,
+      recipient.address,
+      recipient.smtpUtf8 || this.#fromUtf8,
+      this.#eightBit,
+      this.#chunks,
+      this.#slab,
+      this.#first,
+      this.#size,
+    );
   }
 }
 
@@ -780,4 +816,95 @@ export function composeMessage(
   opts?: ComposeOptions,
 ): Outgoing {
   return new MessageComposer(template, columns, opts).render(recipient);
+}
+
+/** What every message of one composer shares. */
+interface MessageShape {
+  readonly from: string;
+  readonly midPrefix: string;
+  readonly midSuffix: string;
+}
+
+/** Turn recorded chunks (shared bytes, or end offsets of row bytes in `slab` from `first`) into views. */
+function materialize(
+  chunks: readonly (Uint8Array | number)[],
+  slab: Uint8Array | undefined,
+  first: number,
+): Uint8Array[] {
+  const out: Uint8Array[] = new Array(chunks.length);
+  let at = first;
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i];
+    if (typeof c === "number") {
+      out[i] = slab!.subarray(at, c);
+      at = c;
+    } else out[i] = c;
+  }
+  return out;
+}
+
+/**
+ * A rendered message, kept compact while it waits in flight: its row bytes are
+ * offsets into a shared slab, and `data` and `messageId` are made when read
+ * (each read of `data` returns fresh views of the same, never-changing bytes).
+ * Hundreds of thousands of these can be in flight at once, so every field counts.
+ */
+class RenderedMessage implements Outgoing {
+  readonly line: number;
+  readonly to: string;
+  readonly smtpUtf8: boolean;
+  readonly eightBit: boolean;
+  readonly size: number;
+  readonly #shape: MessageShape;
+  readonly #chunks: readonly (Uint8Array | number)[];
+  readonly #slab: Uint8Array | undefined;
+  readonly #first: number;
+
+  constructor(
+    shape: MessageShape,
+    line: number,
+    to: string,
+    smtpUtf8: boolean,
+    eightBit: boolean,
+    chunks: readonly (Uint8Array | number)[],
+    slab: Uint8Array | undefined,
+    first: number,
+    size: number,
+  ) {
+    this.#shape = shape;
+    this.line = line;
+    this.to = to;
+    this.smtpUtf8 = smtpUtf8;
+    this.eightBit = eightBit;
+    this.#chunks = chunks;
+    this.#slab = slab;
+    this.#first = first;
+    this.size = size;
+  }
+
+  get from(): string {
+    return this.#shape.from;
+  }
+
+  get messageId(): string {
+    return this.#shape.midPrefix + this.line + this.#shape.midSuffix;
+  }
+
+  get data(): readonly Uint8Array[] {
+    return this.#slab === undefined
+      ? this.#chunks as readonly Uint8Array[]
+      : materialize(this.#chunks, this.#slab, this.#first);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      line: this.line,
+      from: this.from,
+      to: this.to,
+      smtpUtf8: this.smtpUtf8,
+      eightBit: this.eightBit,
+      messageId: this.messageId,
+      size: this.size,
+    };
+  }
 }

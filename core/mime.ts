@@ -621,6 +621,25 @@ export class ChunkWriter {
     this.#at += encoder.encodeInto(s, this.#buf.subarray(this.#at)).written;
   }
 
+  /** The slab being written (the buffer under the views {@link finish} returns). */
+  get slab(): Uint8Array {
+    return this.#buf;
+  }
+
+  /** Offset in {@link slab} where the bytes since the last finish begin. */
+  get start(): number {
+    return this.#start;
+  }
+
+  /**
+   * Like {@link finish} without making a view: end the current bytes and return
+   * their end offset in {@link slab} (they begin at {@link start} as read before).
+   */
+  cut(): number {
+    this.#start = this.#at;
+    return this.#at;
+  }
+
   /** Drop the bytes written since the last {@link finish} (after a failed render). */
   discard(): void {
     this.#at = this.#start;

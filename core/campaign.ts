@@ -177,9 +177,10 @@ interface RetryEntry {
 
 interface Flight {
   readonly msgs: Outgoing[];
-  /** Attempt number per message (1 = first try). */
-  readonly attempts: number[];
-  readonly firstAt: number[];
+  /** When the batch went out; also the first attempt of every fresh message in it. */
+  readonly at: number;
+  /** Per message: attempt number and first-attempt time; absent when all are first tries. */
+  readonly retried?: { attempts: number[]; firstAt: number[] };
 }
 
 /** Run a campaign to its end. Shorthand for `startCampaign(options).done`. */
@@ -391,15 +392,15 @@ class Engine {
       }
       const now = this.#clock.now();
       const batch: Outgoing[] = [];
-      const attempts: number[] = [];
-      const firstAt: number[] = [];
+      let retried: { attempts: number[]; firstAt: number[] } | undefined;
       // Retries that are due go first.
       while (batch.length < take && (this.#retries.peekKey() ?? Infinity) <= now) {
         const entry = this.#retries.pop()!;
         stats.retrying--;
         batch.push(entry.msg);
-        attempts.push(entry.attempts + 1);
-        firstAt.push(entry.firstAt);
+        retried ??= { attempts: [], firstAt: [] };
+        retried.attempts.push(entry.attempts + 1);
+        retried.firstAt.push(entry.firstAt);
       }
       // New rows only while the window has room beside the messages waiting to retry:
       // those are rendered and held too, and a throttling server must not make us render every row.
@@ -410,8 +411,10 @@ class Engine {
         const msg = this.#admit(item);
         if (msg !== undefined) {
           batch.push(msg);
-          attempts.push(1);
-          firstAt.push(now);
+          if (retried !== undefined) {
+            retried.attempts.push(1);
+            retried.firstAt.push(now);
+          }
         }
         if (this.#previewStop) break;
       }
@@ -420,7 +423,9 @@ class Engine {
         return due === undefined ? Infinity : Math.max(0, due - now);
       }
       this.#limiter?.tryTake(batch.length);
-      this.#dispatch({ msgs: batch, attempts, firstAt });
+      this.#dispatch(
+        retried === undefined ? { msgs: batch, at: now } : { msgs: batch, at: now, retried },
+      );
     }
   }
 
@@ -550,7 +555,7 @@ class Engine {
     for (let i = 0; i < msgs.length; i++) {
       const msg = msgs[i];
       const r = results[i];
-      const attempts = flight.attempts[i];
+      const attempts = flight.retried?.attempts[i] ?? 1;
       if (r.status === "sent") {
         stats.sent++;
         this.#consecutiveErrors = 0;
@@ -564,7 +569,7 @@ class Engine {
         continue;
       }
       stats.transient++;
-      const firstAt = flight.firstAt[i];
+      const firstAt = flight.retried?.firstAt[i] ?? flight.at;
       if (r.pauseSender) {
         // Out of quota: not this message's fault. Leave it for a later resume, never fail it.
         this.#pauseReason ??= `The ${this.#transport.name} sender is out of quota (${r.reason}); ` +

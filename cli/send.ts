@@ -137,7 +137,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       strict: true,
     });
   } catch (error) {
-    throw new CliError(`${(error as Error).message}; see mass-mailer send --help`, EXIT.USAGE);
+    throw new CliError(`${describeArgsError(error)}; see mass-mailer send --help`, EXIT.USAGE);
   }
   const flags = parsed.values as Flags;
   if (flags.help) {
@@ -286,6 +286,22 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   }
   const code = exitCode(summary, recipients);
   return code === EXIT.OK && (all?.failed ?? 0) > 0 ? EXIT.FAILED_ROWS : code;
+}
+
+/**
+ * parseArgs' message for a bad command line. For an unknown option its advice
+ * (put it after "--" as a positional) is dropped, as it never helps here; an
+ * option that looks like a secret gets told where secrets go instead.
+ */
+function describeArgsError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const name = /^Unknown option '([^']+)'/.exec(message)?.[1];
+  if (name === undefined) return message;
+  if (/pass|secret|token/i.test(name)) {
+    return `Unknown option '${name}': secrets are never taken from the command line, ` +
+      `only from environment variables or files (each transport's options say which)`;
+  }
+  return `Unknown option '${name}'`;
 }
 
 /** The report path: --report, else next to a file input; none for stdin, dry runs or --no-report. */

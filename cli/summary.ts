@@ -50,6 +50,8 @@ export function summaryText(s: CampaignSummary, ctx: SummaryContext): string {
     `${head} in ${formatDuration(s.elapsedMs)}: ${formatInt(s.rows)} rows read` +
     (s.dryRun ? " (dry run: nothing sent)" : `, ${formatInt(rate)} messages/s`),
   ];
+  // A failed run's cause comes first: it is what the user has to fix.
+  if (s.status === "failed" && s.reason) lines.push(s.reason);
   const rows: [string, number, string?][] = [
     [s.dryRun ? "rendered" : "sent", s.dryRun ? s.rendered : s.sent],
     ["failed", s.failed, s.failed ? "permanent or out of retries" : undefined],
@@ -58,7 +60,12 @@ export function summaryText(s: CampaignSummary, ctx: SummaryContext): string {
   ];
   if (s.suppressed) rows.push(["suppressed", s.suppressed]);
   if (s.done) rows.push(["done before", s.done, "final in an earlier run"]);
-  if (s.pending) rows.push(["pending", s.pending, "no final outcome yet: resume to finish"]);
+  if (s.pending) {
+    const note = s.status === "failed"
+      ? "not sent: fix the cause above, then run the same command again"
+      : "no final outcome yet: run the same command again to resume";
+    rows.push(["pending", s.pending, note]);
+  }
   const width = Math.max(...rows.map((r) => formatInt(r[1]).length));
   for (const [label, n, note] of rows) {
     lines.push(`  ${label.padEnd(12)}${formatInt(n).padStart(width)}${note ? `  (${note})` : ""}`);
@@ -66,7 +73,7 @@ export function summaryText(s: CampaignSummary, ctx: SummaryContext): string {
   if (s.transient) {
     lines.push(`  ${formatInt(s.transient)} transient failures were retried`);
   }
-  if (s.reason) lines.push(s.reason);
+  if (s.reason && s.status !== "failed") lines.push(s.reason);
   if (ctx.transport === "fake" && !s.dryRun) {
     lines.push("Transport: fake (no mail left this machine)");
   }

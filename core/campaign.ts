@@ -244,6 +244,8 @@ class Engine {
   #consecutiveErrors = 0;
   #waker: (() => void) | undefined;
   #previewStop = false;
+  /** A rendered message waiting for the rate limit (see #hold). */
+  #held: Outgoing | undefined;
 
   constructor(options: CampaignOptions) {
     this.#o = options;
@@ -365,7 +367,9 @@ class Engine {
         return;
       }
       const stats = this.stats;
-      if (this.#stopping() || (this.#exhausted && this.#buffer.length === this.#bufferAt)) {
+      const drained = this.#exhausted && this.#buffer.length === this.#bufferAt &&
+        this.#held === undefined;
+      if (this.#stopping() || drained) {
         // Nothing new will be taken; finish when the in-flight and retry work is over.
         if (stats.inFlight === 0 && (this.#stopping() || this.#retries.size === 0)) return;
         if (this.#stopping()) waitMs = Infinity;
@@ -388,7 +392,12 @@ class Engine {
       if (this.#limiter !== undefined) {
         while (take > 1 && this.#limiter.wait(take) > 0) take >>= 1;
         const wait = this.#limiter.wait(take);
-        if (wait > 0) return wait;
+        if (wait > 0) {
+          // Nothing may be sent yet, but rows that need no send (done before, invalid,
+          // duplicate) are still taken, so a run whose remaining rows need none ends now.
+          this.#hold();
+          return wait;
+        }
       }
       const now = this.#clock.now();
       const batch: Outgoing[] = [];
@@ -405,6 +414,14 @@ class Engine {
       // New rows only while the window has room beside the messages waiting to retry:
       // those are rendered and held too, and a throttling server must not make us render every row.
       const fresh = this.#window - stats.inFlight - this.#retries.size;
+      if (this.#held !== undefined && batch.length < take) {
+        batch.push(this.#held);
+        this.#held = undefined;
+        if (retried !== undefined) {
+          retried.attempts.push(1);
+          retried.firstAt.push(now);
+        }
+      }
       while (batch.length < take && batch.length < fresh) {
         const item = this.#nextItem();
         if (item === undefined) break;
@@ -426,6 +443,15 @@ class Engine {
       this.#dispatch(
         retried === undefined ? { msgs: batch, at: now } : { msgs: batch, at: now, retried },
       );
+    }
+  }
+
+  /** While the rate limit says wait: take rows until one needs sending, and keep its message. */
+  #hold(): void {
+    while (this.#held === undefined && !this.#previewStop) {
+      const item = this.#nextItem();
+      if (item === undefined) return;
+      this.#held = this.#admit(item);
     }
   }
 

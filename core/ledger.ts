@@ -177,6 +177,8 @@ export interface Ledger {
   readonly tookOver: LockHolder | undefined;
   /** The write error that stopped the ledger, if one happened. */
   readonly error: LedgerError | undefined;
+  /** Counts over every run so far, this one included (latest record per line), as `report` prints them. */
+  counts(): LedgerCounts;
   /**
    * The earlier final status of the row on `line` with `address`, or undefined
    * when it is to be sent (no final record, or a failure `retryFailed` asks
@@ -531,29 +533,7 @@ class LineTable {
       suppressed: 0,
       retries: 0,
     };
-    const s = this.status;
-    for (let i = 1; i <= this.maxLine; i++) {
-      switch (s[i]) {
-        case SENT:
-          c.sent++;
-          break;
-        case FAILED:
-          c.failed++;
-          break;
-        case FAILED_TRANSIENT:
-          c.failed++;
-          c.failedTransient++;
-          break;
-        case INVALID:
-          c.invalid++;
-          break;
-        case DUPLICATE:
-          c.duplicate++;
-          break;
-        case SUPPRESSED:
-          c.suppressed++;
-      }
-    }
+    for (let i = 1; i <= this.maxLine; i++) bump(c, this.status[i], 1);
     return c;
   }
 }
@@ -609,6 +589,29 @@ class KeyTable {
     this.#mask = keys.length * 2 - 1;
     this.#size = 0;
     for (let i = 0; i < keys.length; i++) if (lines[i] !== 0) this.add(keys[i], lines[i]);
+  }
+}
+
+function bump(c: LedgerCounts, status: number, by: number): void {
+  switch (status) {
+    case SENT:
+      c.sent += by;
+      break;
+    case FAILED:
+      c.failed += by;
+      break;
+    case FAILED_TRANSIENT:
+      c.failed += by;
+      c.failedTransient += by;
+      break;
+    case INVALID:
+      c.invalid += by;
+      break;
+    case DUPLICATE:
+      c.duplicate += by;
+      break;
+    case SUPPRESSED:
+      c.suppressed += by;
   }
 }
 
@@ -844,6 +847,7 @@ class LedgerWriter implements Ledger {
   #lastSync = 0;
   #syncing: Promise<void> | undefined;
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
+  #counts: LedgerCounts;
   #begun = false;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -865,6 +869,7 @@ class LedgerWriter implements Ledger {
     this.campaignId = state.campaignId;
     this.resumed = state.resumed;
     this.before = Object.freeze({ ...state.before });
+    this.#counts = { ...state.before };
     this.meta = state.meta;
     this.tookOver = lock?.tookOver;
     this.#now = options.now ?? Date.now;
@@ -909,6 +914,7 @@ class LedgerWriter implements Ledger {
     }
     const status = STATUS_NAME[s]!;
     if (from !== line || this.#state.table.hashes[line] !== hashAddress(address)) {
+      this.#count(line, s);
       // Re-key the outcome to its new line, so later runs match by line again.
       this.#append(
         line,
@@ -961,6 +967,8 @@ class LedgerWriter implements Ledger {
   }
 
   record(o: RowOutcome, transient = false): void {
+    const s = STATUS_CODE[o.status];
+    this.#count(o.line, s === FAILED && transient ? FAILED_TRANSIENT : s);
     this.#append(
       o.line,
       o.address,
@@ -980,6 +988,7 @@ class LedgerWriter implements Ledger {
     delayMs: number,
     address = "",
   ): void {
+    this.#counts.retries++;
     this.#append(
       line,
       address,
@@ -990,6 +999,21 @@ class LedgerWriter implements Ledger {
       "",
       "",
     );
+  }
+
+  /**
+   * Move `line` from its status before this run to `status` in the counts. The
+   * engine gives each row one final outcome per run, and the table keeps the
+   * earlier runs' state (a forced run still looks up old lines in it).
+   */
+  #count(line: number, status: number): void {
+    const { table } = this.#state;
+    if (line <= table.maxLine) bump(this.#counts, table.status[line], -1);
+    bump(this.#counts, status, 1);
+  }
+
+  counts(): LedgerCounts {
+    return { ...this.#counts };
   }
 
   #append(

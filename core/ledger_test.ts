@@ -689,3 +689,71 @@ Deno.test("readLedger() visits records in file order with their parsed fields", 
   assert.equal(missing.exists, false);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a resumed run whose rows are all done ends at once although the ledger's sends fill the daily cap", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/report.csv`;
+  const first = await openLedger(path);
+  const s1 = await runCampaign({
+    input: stream(csvText(3)),
+    template: TEMPLATE,
+    transport: scripted(() => ({ status: "sent" })),
+    rate: parseRate("3/d"),
+    ...first.hooks(),
+  });
+  await first.close();
+  assert.equal(s1.sent, 3);
+  const again = await openLedger(path);
+  const clock = new ManualClock(1_000);
+  const transport = scripted(() => ({ status: "sent" }));
+  const run = runCampaign({
+    input: stream(csvText(3)),
+    template: TEMPLATE,
+    transport,
+    rate: parseRate("3/d"),
+    clock,
+    ...again.hooks(clock),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    run,
+    new Promise<"stuck">((resolve) => timer = setTimeout(() => resolve("stuck"), 2_000)),
+  ]);
+  clearTimeout(timer);
+  await again.close();
+  assert.notEqual(outcome, "stuck", "the run waited for the daily cap with nothing to send");
+  assert.equal(outcome !== "stuck" && outcome.status, "finished");
+  assert.equal(outcome !== "stuck" && outcome.done, 3);
+  assert.deepEqual(transport.seen, []);
+  assert.deepEqual(again.counts(), { ...again.before }, "nothing new recorded");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("counts() follows each line's latest outcome across runs", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/report.csv`;
+  const first = await openLedger(path);
+  first.begin({ columns: [] });
+  first.record(sent(2));
+  first.record(failed(3, "4.3.0"), true);
+  first.record(failed(4));
+  await first.close();
+  const again = await openLedger(path, { retryFailed: "all" });
+  again.begin({ columns: [] });
+  assert.deepEqual([again.counts().sent, again.counts().failed, again.counts().failedTransient], [
+    1,
+    2,
+    1,
+  ]);
+  again.record(sent(3));
+  again.record(failed(4, "5.7.1"));
+  again.record(sent(5));
+  again.recordRetry(6, 1, { status: "retry", code: "421", reason: "busy" }, 5, "user6@example.com");
+  const c = again.counts();
+  assert.deepEqual([c.sent, c.failed, c.failedTransient, c.retries], [3, 1, 0, 1]);
+  await again.close();
+  const third = await openLedger(path);
+  assert.deepEqual(third.counts(), c, "what a reopen reads equals what the run counted");
+  await third.close();
+  await Deno.remove(dir, { recursive: true });
+});

@@ -505,6 +505,9 @@ export function encodeBase64Lines(input: Uint8Array): Uint8Array {
 // ---------------------------------------------------------------------------
 // Building chunks
 
+// deno-lint-ignore no-control-regex -- control characters are what this matches
+const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
+
 /**
  * Writes the bytes of one message part after another into a large shared
  * buffer (a slab) and hands each finished part out as a view of it. One small
@@ -513,9 +516,6 @@ export function encodeBase64Lines(input: Uint8Array): Uint8Array {
  * the slab avoids both. A region is written once and never reused, so the
  * views stay immutable; a slab is freed when its last view is.
  */
-// deno-lint-ignore no-control-regex -- control characters are what this matches
-const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
-
 export class ChunkWriter {
   readonly #slabSize: number;
   #buf = new Uint8Array(0);
@@ -546,15 +546,30 @@ export class ChunkWriter {
     this.#at = used;
   }
 
-  /** Append bytes (copied). */
-  bytes(b: Uint8Array): void {
-    const n = b.length;
+  /**
+   * Make room for `n` more bytes and return the offset in {@link slab} where
+   * they go. Write at most `n` bytes from there, then {@link commit} the end;
+   * no other write may come in between (it could move to a new slab).
+   */
+  reserve(n: number): number {
+    this.#ensure(n);
+    return this.#at;
+  }
+
+  /** End the bytes written into {@link slab} after {@link reserve} at offset `end`. */
+  commit(end: number): void {
+    this.#at = end;
+  }
+
+  /** Append bytes (copied): `b[start, end)`, all of `b` by default. */
+  bytes(b: Uint8Array, start = 0, end: number = b.length): void {
+    const n = end - start;
     this.#ensure(n);
     const buf = this.#buf;
     let at = this.#at;
-    if (n < 16) { for (let i = 0; i < n; i++) buf[at++] = b[i]; }
+    if (n < 16) { for (let i = start; i < end; i++) buf[at++] = b[i]; }
     else {
-      buf.set(b, at);
+      buf.set(start === 0 && end === b.length ? b : b.subarray(start, end), at);
       at += n;
     }
     this.#at = at;
@@ -650,5 +665,581 @@ export class ChunkWriter {
     const chunk = this.#buf.subarray(this.#start, this.#at);
     this.#start = this.#at;
     return chunk;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Per-row writers: the bytes of the formatters above, written straight into a
+// ChunkWriter from reusable scratch buffers, without building strings, arrays
+// or intermediate byte buffers. The formatters above stay the reference; the
+// tests check that both write the same bytes.
+
+const HEX_CODES = Uint8Array.from(HEX, (c) => c.charCodeAt(0));
+/** Bytes quoted-printable always writes as they are (space and tab depend on the position). */
+const QP_LITERAL = new Uint8Array(256);
+for (let b = 33; b <= 126; b++) QP_LITERAL[b] = b === 61 ? 0 : 1;
+/** Characters a byte takes in a Q encoded-word: 1 (literal, or `_` for a space) or 3 (`=XX`). */
+const Q_WIDTH = new Uint8Array(256).fill(3);
+for (let b = 0; b < 128; b++) if (qLiteral(b) || b === 32) Q_WIDTH[b] = 1;
+
+/**
+ * Write `s` as UTF-8 into `dst` from offset `at` and return the end offset.
+ * `dst` must have room for `3 * s.length` bytes. Lone surrogates become
+ * U+FFFD, as with `TextEncoder`; with `newlines`, every line end (CRLF, lone
+ * CR, lone LF) becomes CRLF, as with {@link normalizeNewlines}.
+ */
+export function encodeUtf8Into(s: string, dst: Uint8Array, at: number, newlines = false): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      if (newlines && (c === 13 || c === 10)) {
+        dst[at++] = 13;
+        dst[at++] = 10;
+        if (c === 13 && s.charCodeAt(i + 1) === 10) i++;
+      } else dst[at++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      dst[at++] = 0xc0 | (c >> 6);
+      dst[at++] = 0x80 | (c & 63);
+      continue;
+    }
+    if ((c & 0xf800) === 0xd800) {
+      const d = s.charCodeAt(i + 1); // NaN past the end
+      if (c < 0xdc00 && (d & 0xfc00) === 0xdc00) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        dst[at++] = 0xf0 | (c >> 18);
+        dst[at++] = 0x80 | ((c >> 12) & 63);
+        dst[at++] = 0x80 | ((c >> 6) & 63);
+        dst[at++] = 0x80 | (c & 63);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    dst[at++] = 0xe0 | (c >> 12);
+    dst[at++] = 0x80 | ((c >> 6) & 63);
+    dst[at++] = 0x80 | (c & 63);
+  }
+  return at;
+}
+
+/**
+ * Write `src[start, end)` as quoted-printable into `w`: exactly the bytes
+ * {@link encodeQuotedPrintable} returns for it.
+ */
+export function writeQuotedPrintable(
+  w: ChunkWriter,
+  src: Uint8Array,
+  start: number,
+  end: number,
+): void {
+  const n = end - start;
+  let o = w.reserve(n * 3 + Math.ceil((n * 3) / 73) * 3 + 3);
+  const out = w.slab;
+  let col = 0;
+  for (let i = start; i < end; i++) {
+    const b = src[i];
+    // Most bytes: literal, mid-line, far from the soft line limit.
+    if (QP_LITERAL[b] === 1 && col < 75 && (b !== 46 || col > 0)) {
+      out[o++] = b;
+      col++;
+      continue;
+    }
+    if (b === 13 && i + 1 < end && src[i + 1] === 10) {
+      out[o++] = 13;
+      out[o++] = 10;
+      col = 0;
+      i++;
+      continue;
+    }
+    const atLineEnd = i + 1 === end || (i + 2 < end && src[i + 1] === 13 && src[i + 2] === 10);
+    let literal = b === 32 || b === 9 ? !atLineEnd : QP_LITERAL[b] === 1;
+    if (b === 46 && col === 0) literal = false;
+    let need = literal ? 1 : 3;
+    if (col + need > (atLineEnd ? 76 : 75)) {
+      out[o++] = 61;
+      out[o++] = 13;
+      out[o++] = 10;
+      col = 0;
+      if (b === 46) {
+        literal = false;
+        need = 3;
+      }
+    }
+    if (literal) {
+      out[o++] = b;
+    } else {
+      out[o++] = 61;
+      out[o++] = HEX_CODES[b >> 4];
+      out[o++] = HEX_CODES[b & 15];
+    }
+    col += need;
+  }
+  w.commit(o);
+}
+
+/**
+ * Write `src[start, end)` as base64 lines into `w`: exactly the bytes
+ * {@link encodeBase64Lines} returns for it.
+ */
+export function writeBase64Lines(
+  w: ChunkWriter,
+  src: Uint8Array,
+  start: number,
+  end: number,
+): void {
+  const chars = Math.ceil((end - start) / 3) * 4;
+  let o = w.reserve(chars + Math.ceil(chars / 76) * 2);
+  const out = w.slab;
+  let col = 0;
+  for (let i = start; i < end; i += 3) {
+    const rest = end - i;
+    const v = (src[i] << 16) | ((rest > 1 ? src[i + 1] : 0) << 8) | (rest > 2 ? src[i + 2] : 0);
+    out[o++] = B64_CODES[v >> 18];
+    out[o++] = B64_CODES[(v >> 12) & 63];
+    out[o++] = rest > 1 ? B64_CODES[(v >> 6) & 63] : 61;
+    out[o++] = rest > 2 ? B64_CODES[v & 63] : 61;
+    col += 4;
+    if (col === 76) {
+      out[o++] = 13;
+      out[o++] = 10;
+      col = 0;
+    }
+  }
+  if (col > 0) {
+    out[o++] = 13;
+    out[o++] = 10;
+  }
+  w.commit(o);
+}
+
+// What each byte rules out for a body (bit set).
+const NOT_7BIT = 1; // outside printable ASCII, tab, CR, LF
+const NOT_8BIT = 2; // a control character 8bit may not carry
+const ESCAPED = 4; // quoted-printable writes it as =XX
+const BODY_BYTE = new Uint8Array(256);
+for (let b = 0; b < 256; b++) {
+  const text = (b >= 0x20 && b <= 0x7e) || b === 9 || b === 10 || b === 13;
+  const unsafe8 = b <= 0x08 || b === 0x0b || b === 0x0c || (b >= 0x0e && b <= 0x1f) || b === 0x7f;
+  const escaped = b > 126 || (b < 32 && b !== 9 && b !== 10 && b !== 13) || b === 61;
+  BODY_BYTE[b] = (text ? 0 : NOT_7BIT) | (unsafe8 ? NOT_8BIT : 0) | (escaped ? ESCAPED : 0);
+}
+const ENCODING_HEADS: Record<TransferEncoding, Uint8Array> = {
+  "7bit": encoder.encode("7bit\r\n\r\n"),
+  "8bit": encoder.encode("8bit\r\n\r\n"),
+  "quoted-printable": encoder.encode("quoted-printable\r\n\r\n"),
+  "base64": encoder.encode("base64\r\n\r\n"),
+};
+
+function includesBytes(src: Uint8Array, start: number, end: number, what: Uint8Array): boolean {
+  const m = what.length;
+  if (m === 0) return true;
+  const first = what[0];
+  for (let i = start; i + m <= end; i++) {
+    if (src[i] !== first) continue;
+    let j = 1;
+    while (j < m && src[i + j] === what[j]) j++;
+    if (j === m) return true;
+  }
+  return false;
+}
+
+/**
+ * Write a body given as UTF-8 bytes `src[start, end)` (CRLF line ends,
+ * ending with CRLF): `<encoding>` CRLF CRLF and the encoded bytes. Chooses
+ * and writes exactly what {@link encodeBody} does for the same text; `avoid`
+ * is the boundary as bytes. Returns the encoding.
+ */
+export function writeBody(
+  w: ChunkWriter,
+  src: Uint8Array,
+  start: number,
+  end: number,
+  allow8bit: boolean,
+  avoid?: Uint8Array,
+): TransferEncoding {
+  let bad = 0;
+  let escapes = 0;
+  let lone = false;
+  let long7 = false; // a line over 998 units between CRLF pairs
+  let long8 = false; // a line over 998 octets before an LF (the CR counted)
+  let col7 = 0;
+  let col8 = 0;
+  for (let i = start; i < end; i++) {
+    const b = src[i];
+    const k = BODY_BYTE[b];
+    bad |= k;
+    escapes += k >> 2;
+    if (b === 10) {
+      col8 = 0;
+      if (i > start && src[i - 1] === 13) col7 = 0;
+      else lone = true; // not 7bit, whatever the line lengths
+      continue;
+    }
+    if (++col8 > HARD_LINE_LIMIT + 1) long8 = true;
+    if (b === 13 && i + 1 < end && src[i + 1] === 10) continue;
+    if (b === 13) lone = true;
+    if (++col7 > HARD_LINE_LIMIT) long7 = true;
+  }
+  const clash = avoid !== undefined && includesBytes(src, start, end, avoid);
+  let encoding: TransferEncoding;
+  if (!clash && (bad & NOT_7BIT) === 0 && !lone && !long7) encoding = "7bit";
+  else if (!clash && allow8bit && (bad & NOT_8BIT) === 0 && !lone && !long8) encoding = "8bit";
+  else if (escapes * 2 > (end - start) / 3) encoding = "base64";
+  else encoding = "quoted-printable";
+  w.bytes(ENCODING_HEADS[encoding]);
+  if (encoding === "quoted-printable") writeQuotedPrintable(w, src, start, end);
+  else if (encoding === "base64") writeBase64Lines(w, src, start, end);
+  else w.bytes(src, start, end);
+  return encoding;
+}
+
+const CHAR_ATOM = new Uint8Array(128);
+for (
+  const ch of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~"
+) {
+  CHAR_ATOM[ch.charCodeAt(0)] = 1;
+}
+const B_PREFIX = encoder.encode(WORD_PREFIX_B);
+const Q_PREFIX = encoder.encode(WORD_PREFIX_Q);
+
+/**
+ * Writes per-row header fields straight into a {@link ChunkWriter}. The value
+ * is gathered with {@link append} into a reusable UTF-16 buffer (a value
+ * merged from template pieces is never built as a string); then
+ * {@link unstructured} or {@link mailbox} writes exactly the bytes of
+ * {@link formatUnstructured} or {@link formatMailbox}, without the final CRLF.
+ */
+export class HeaderWriter {
+  readonly #w: ChunkWriter;
+  #units = new Uint16Array(256);
+  #n = 0;
+  #utf8 = new Uint8Array(768);
+  // While a field is written: the slab, the write offset, and the folding state.
+  #out: Uint8Array = new Uint8Array(0);
+  #o = 0;
+  #col = 0;
+  #start = 0;
+
+  /** A writer for fields written into `w`. */
+  constructor(w: ChunkWriter) {
+    this.#w = w;
+  }
+
+  /** Start a new value. */
+  clear(): void {
+    this.#n = 0;
+  }
+
+  /** Append `s` to the value. */
+  append(s: string): void {
+    const len = s.length;
+    let n = this.#n;
+    if (n + len > this.#units.length) {
+      const next = new Uint16Array(Math.max(this.#units.length * 2, n + len));
+      next.set(this.#units.subarray(0, n));
+      this.#units = next;
+    }
+    const u = this.#units;
+    for (let i = 0; i < len; i++) u[n++] = s.charCodeAt(i);
+    this.#n = n;
+  }
+
+  /** Write `name: value` as {@link formatUnstructured} does, without the final CRLF. */
+  unstructured(name: string): void {
+    this.#sanitize();
+    this.#begin(name, 0);
+    if (this.#n > 0) this.#text(this.#n);
+    this.#w.commit(this.#o);
+  }
+
+  /**
+   * Write `field: value <address>` (the value is the display name) as
+   * {@link formatMailbox} does, without the final CRLF. The address must be
+   * valid; it is written as it is.
+   */
+  mailbox(field: string, address: string): void {
+    this.#sanitize();
+    this.#begin(field, address.length);
+    if (this.#n === 0) {
+      this.#out[this.#o++] = 32;
+      this.#o = encodeUtf8Into(address, this.#out, this.#o);
+    } else {
+      this.#displayName(this.#n);
+      this.#space(address.length + 2);
+      const out = this.#out;
+      out[this.#o++] = 0x3c;
+      this.#o = encodeUtf8Into(address, out, this.#o);
+      out[this.#o++] = 0x3e;
+    }
+    this.#w.commit(this.#o);
+  }
+
+  /** Control characters become spaces, a CRLF pair one space (as {@link sanitizeHeaderText}). */
+  #sanitize(): void {
+    const u = this.#units;
+    const n = this.#n;
+    let o = 0;
+    for (let i = 0; i < n; i++) {
+      let c = u[i];
+      if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029) {
+        if (c === 13 && i + 1 < n && u[i + 1] === 10) i++;
+        if (c !== 9) c = 32;
+      }
+      u[o++] = c;
+    }
+    this.#n = o;
+  }
+
+  /** Reserve room for the whole field and write `name:`. */
+  #begin(name: string, extra: number): void {
+    // Worst cases: 9 characters per code unit in Q words, 15 per word of
+    // overhead (prefix, suffix, space, fold); the address UTF-8.
+    const bound = name.length + 25 * this.#n + 3 * extra + 32;
+    this.#o = this.#w.reserve(bound);
+    this.#out = this.#w.slab;
+    const out = this.#out;
+    for (let i = 0; i < name.length; i++) out[this.#o++] = name.charCodeAt(i);
+    out[this.#o++] = 0x3a;
+    this.#col = name.length + 1;
+    this.#start = this.#col;
+  }
+
+  /** Before a token of `len` characters: fold when it does not fit, then one space. */
+  #space(len: number): void {
+    const out = this.#out;
+    if (len > 0 && this.#col > this.#start && this.#col + 1 + len > SOFT_LINE_LIMIT) {
+      out[this.#o++] = 13;
+      out[this.#o++] = 10;
+      this.#col = 0;
+    }
+    out[this.#o++] = 32;
+    this.#col += 1 + len;
+  }
+
+  /** Add each space-separated word of `units[s, e)` (ASCII) as a token, empty ones too. */
+  #words(s: number, e: number): void {
+    const u = this.#units;
+    const out = this.#out;
+    for (let ws = s;;) {
+      let we = ws;
+      while (we < e && u[we] !== 32) we++;
+      this.#space(we - ws);
+      let o = this.#o;
+      for (let i = ws; i < we; i++) out[o++] = u[i];
+      this.#o = o;
+      if (we >= e) return;
+      ws = we + 1;
+    }
+  }
+
+  /** Whether `units[s, e)` may stay unencoded in unstructured text (as `isPlainWord`). */
+  #plain(s: number, e: number): boolean {
+    if (e - s > MAX_PLAIN_WORD) return false;
+    const u = this.#units;
+    for (let i = s; i < e; i++) {
+      const c = u[i];
+      if (c < 0x21 || c > 0x7e || (c === 0x3d && i + 1 < e && u[i + 1] === 0x3f)) return false;
+    }
+    return true;
+  }
+
+  /** The unstructured value `units[0, n)`: plain words, and encoded-words from the first to the last word that is not plain. */
+  #text(n: number): void {
+    const u = this.#units;
+    let first = -1;
+    let last = -1;
+    for (let ws = 0;;) {
+      let we = ws;
+      while (we < n && u[we] !== 32) we++;
+      const plain = we === ws ? ws !== 0 && we !== n : this.#plain(ws, we);
+      if (!plain) {
+        if (first < 0) first = ws;
+        last = we;
+      }
+      if (we === n) break;
+      ws = we + 1;
+    }
+    if (first < 0) {
+      this.#words(0, n);
+      return;
+    }
+    if (first > 0) this.#words(0, first - 1);
+    this.#encoded(first, last);
+    if (last < n) this.#words(last + 1, n);
+  }
+
+  /** A display name `units[0, n)` (n > 0): atoms, a quoted-string or encoded-words (as {@link addDisplayName}). */
+  #displayName(n: number): void {
+    const u = this.#units;
+    let atoms = true;
+    let printable = true;
+    let specials = 0;
+    let prev = 0;
+    let wordLength = 0;
+    for (let i = 0; i < n; i++) {
+      const c = u[i];
+      if (c === 32) {
+        if (wordLength === 0) atoms = false;
+        wordLength = 0;
+      } else if (++wordLength > MAX_PLAIN_WORD || c > 0x7e || CHAR_ATOM[c] === 0) atoms = false;
+      if (c < 0x20 || c > 0x7e) printable = false;
+      if (c === 0x3f && prev === 0x3d) {
+        atoms = false;
+        printable = false; // "=?" rules out the quoted-string too
+      }
+      if (c === 32 && prev === 32) printable = false;
+      if (c === 0x22 || c === 0x5c) specials++;
+      prev = c;
+    }
+    if (wordLength === 0) atoms = false;
+    if (atoms) {
+      this.#words(0, n);
+      return;
+    }
+    if (printable && n <= 60 && u[0] !== 32 && u[n - 1] !== 32) {
+      this.#space(n + 2 + specials);
+      const out = this.#out;
+      let o = this.#o;
+      out[o++] = 0x22;
+      for (let i = 0; i < n; i++) {
+        const c = u[i];
+        if (c === 0x22 || c === 0x5c) out[o++] = 0x5c;
+        out[o++] = c;
+      }
+      out[o++] = 0x22;
+      this.#o = o;
+      return;
+    }
+    this.#encoded(0, n);
+  }
+
+  /** Encoded-words for `units[s, e)`, the first sized to this line if it can be (as `addEncoded`). */
+  #encoded(s: number, e: number): void {
+    const room = SOFT_LINE_LIMIT - this.#col - 1;
+    const firstMax = this.#col > this.#start && room < WORD_OVERHEAD + 9
+      ? MAX_WORD
+      : Math.max(room, WORD_OVERHEAD + 9);
+    let max = Math.min(firstMax, MAX_WORD);
+    const m = this.#toUtf8(s, e);
+    const b = this.#utf8;
+    let q = 0;
+    for (let p = 0; p < m; p++) q += Q_WIDTH[b[p]];
+    let words = 0;
+    if (Math.ceil(m / 3) * 4 < q) {
+      let from = 0;
+      let bytes = 0;
+      for (let p = 0; p < m;) {
+        const c = b[p];
+        const len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        if (bytes + len > Math.floor((max - WORD_OVERHEAD) / 4) * 3 && bytes > 0) {
+          this.#wordB(from, p);
+          from = p;
+          bytes = 0;
+          max = MAX_WORD;
+          words++;
+        }
+        bytes += len;
+        p += len;
+      }
+      if (bytes > 0 || words === 0) this.#wordB(from, m);
+    } else {
+      let from = 0;
+      let body = 0;
+      for (let p = 0; p < m;) {
+        const c = b[p];
+        const len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        const piece = len === 1 ? Q_WIDTH[c] : 3 * len;
+        if (body + piece > max - WORD_OVERHEAD && body > 0) {
+          this.#wordQ(from, p, body);
+          from = p;
+          body = 0;
+          max = MAX_WORD;
+          words++;
+        }
+        body += piece;
+        p += len;
+      }
+      if (body > 0 || words === 0) this.#wordQ(from, m, body);
+    }
+  }
+
+  /** `units[s, e)` as UTF-8 in the scratch buffer (lone surrogates as U+FFFD); returns the length. */
+  #toUtf8(s: number, e: number): number {
+    if (3 * (e - s) > this.#utf8.length) this.#utf8 = new Uint8Array(3 * (e - s) * 2);
+    const u = this.#units;
+    const dst = this.#utf8;
+    let at = 0;
+    for (let i = s; i < e; i++) {
+      let c = u[i];
+      if (c < 0x80) {
+        dst[at++] = c;
+        continue;
+      }
+      if (c < 0x800) {
+        dst[at++] = 0xc0 | (c >> 6);
+        dst[at++] = 0x80 | (c & 63);
+        continue;
+      }
+      if ((c & 0xf800) === 0xd800) {
+        if (c < 0xdc00 && i + 1 < e && (u[i + 1] & 0xfc00) === 0xdc00) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (u[i + 1] - 0xdc00);
+          i++;
+          dst[at++] = 0xf0 | (c >> 18);
+          dst[at++] = 0x80 | ((c >> 12) & 63);
+          dst[at++] = 0x80 | ((c >> 6) & 63);
+          dst[at++] = 0x80 | (c & 63);
+          continue;
+        }
+        c = 0xfffd;
+      }
+      dst[at++] = 0xe0 | (c >> 12);
+      dst[at++] = 0x80 | ((c >> 6) & 63);
+      dst[at++] = 0x80 | (c & 63);
+    }
+    return at;
+  }
+
+  /** One B encoded-word for scratch bytes `[s, e)`. */
+  #wordB(s: number, e: number): void {
+    this.#space(WORD_OVERHEAD + Math.ceil((e - s) / 3) * 4);
+    const out = this.#out;
+    const src = this.#utf8;
+    let o = this.#o;
+    for (let i = 0; i < B_PREFIX.length; i++) out[o++] = B_PREFIX[i];
+    for (let i = s; i < e; i += 3) {
+      const rest = e - i;
+      const v = (src[i] << 16) | ((rest > 1 ? src[i + 1] : 0) << 8) | (rest > 2 ? src[i + 2] : 0);
+      out[o++] = B64_CODES[v >> 18];
+      out[o++] = B64_CODES[(v >> 12) & 63];
+      out[o++] = rest > 1 ? B64_CODES[(v >> 6) & 63] : 61;
+      out[o++] = rest > 2 ? B64_CODES[v & 63] : 61;
+    }
+    out[o++] = 0x3f;
+    out[o++] = 0x3d;
+    this.#o = o;
+  }
+
+  /** One Q encoded-word for scratch bytes `[s, e)`, `body` characters long once encoded. */
+  #wordQ(s: number, e: number, body: number): void {
+    this.#space(WORD_OVERHEAD + body);
+    const out = this.#out;
+    const src = this.#utf8;
+    let o = this.#o;
+    for (let i = 0; i < Q_PREFIX.length; i++) out[o++] = Q_PREFIX[i];
+    for (let i = s; i < e; i++) {
+      const c = src[i];
+      if (Q_WIDTH[c] === 1) out[o++] = c === 32 ? 0x5f : c;
+      else {
+        out[o++] = 61;
+        out[o++] = HEX_CODES[c >> 4];
+        out[o++] = HEX_CODES[c & 15];
+      }
+    }
+    out[o++] = 0x3f;
+    out[o++] = 0x3d;
+    this.#o = o;
   }
 }

@@ -10,8 +10,8 @@
 import { parseArgs } from "node:util";
 import { parseRate } from "../core/rate.ts";
 import type { MessageTemplate } from "../core/template.ts";
-import { createApp } from "../server.ts";
-import { createIdempotencyStore } from "../server/ledger_store.ts";
+import { createApp } from "../server/app.ts";
+import { createIdempotencyStore } from "../server/idempotency.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../server/service.ts";
 import type { TransportCli } from "../transports/transport_cli.ts";
 import { CliError, EXIT } from "./exit_codes.ts";

@@ -15,6 +15,9 @@
  * @module
  */
 
+/** Default bytes per body read (see {@link BodyIntakeOptions.readSize}). */
+export const DEFAULT_READ_SIZE = 1024 * 1024;
+
 /** How reading the body ended (`reading` while it goes on). */
 export type IntakeState =
   | "reading"
@@ -29,6 +32,8 @@ export interface BodyIntakeOptions {
   readonly maxBytes: number;
   /** The request's `Content-Length`, when it had one. */
   readonly expectedBytes?: number;
+  /** Bytes per read when the body is a byte stream with a known length. Default 1 MiB. */
+  readonly readSize?: number;
   /** Called once when reading ends, however it ends. */
   readonly onEnd?: (state: Exclude<IntakeState, "reading">, bytes: number) => void;
 }
@@ -49,7 +54,7 @@ export class BodyCutOffError extends Error {
 export class BodyIntake {
   readonly #body: ReadableStream<Uint8Array> | null;
   readonly #o: BodyIntakeOptions;
-  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
   #bytes = 0;
   #state: IntakeState = "reading";
   #taken = false;
@@ -86,13 +91,12 @@ export class BodyIntake {
       return;
     }
     if (this.#state !== "reading") return await this.#stall();
-    const reader = this.#body.getReader();
-    this.#reader = reader;
+    const read = this.#reading(this.#body);
     const max = this.#o.maxBytes;
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await reader.read();
+        result = await read();
       } catch {
         this.#end("truncated");
         return await this.#stall();
@@ -116,6 +120,42 @@ export class BodyIntake {
       }
       yield result.value;
     }
+  }
+
+  /**
+   * A read function over `body`: for a body with a Content-Length, BYOB
+   * reads into fresh buffers of `readSize` bytes when the stream supports
+   * them, else plain reads. While a response streams back, Deno 2.9 costs
+   * about the same per read whatever its size, so few large reads keep the
+   * upload at full speed (an 88 MB body took about 1 s instead of 3-5 s with
+   * 64 KiB reads here). Each buffer is handed on as it is; a small read is
+   * copied out so a mostly empty buffer is not kept alive.
+   */
+  #reading(body: ReadableStream<Uint8Array>): () => Promise<ReadableStreamReadResult<Uint8Array>> {
+    const size = this.#o.readSize ?? DEFAULT_READ_SIZE;
+    let byob: ReadableStreamBYOBReader | undefined;
+    // A chunked body reads one chunk per read whatever the buffer size, and
+    // large BYOB buffers made those reads slower here: plain reads for it.
+    if (this.#o.expectedBytes !== undefined) {
+      try {
+        byob = body.getReader({ mode: "byob" });
+      } catch {
+        // Not a byte stream.
+      }
+    }
+    if (byob === undefined) {
+      const reader = body.getReader();
+      this.#reader = reader;
+      return () => reader.read();
+    }
+    const reader = byob;
+    this.#reader = reader;
+    return async () => {
+      const r = await reader.read(new Uint8Array(size));
+      if (r.done || r.value === undefined) return { done: true, value: undefined };
+      const view = r.value;
+      return { done: false, value: view.length < size >> 2 ? view.slice() : view };
+    };
   }
 
   /** Stop reading (client gone, run over): cancels the body; a consumer stalls. */

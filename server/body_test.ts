@@ -3,9 +3,30 @@ import { BodyCutOffError, BodyIntake, type IntakeState } from "./body.ts";
 
 const enc = new TextEncoder();
 
-/** A body of `pieces`; `end` says how it ends: closed, errored, or never. */
-function body(pieces: string[], end: "close" | "error" | "hang"): ReadableStream<Uint8Array> {
+/**
+ * A body of `pieces`; `end` says how it ends: closed, errored, or never. A
+ * byte stream (as Deno's request bodies are) when `bytes`.
+ */
+function body(
+  pieces: string[],
+  end: "close" | "error" | "hang",
+  bytes = false,
+): ReadableStream<Uint8Array> {
   let i = 0;
+  if (bytes) {
+    return new ReadableStream({
+      type: "bytes",
+      pull(c) {
+        if (i < pieces.length) c.enqueue(enc.encode(pieces[i++]));
+        else if (end === "close") {
+          c.close();
+          c.byobRequest?.respond(0); // A pending BYOB read must be answered on close.
+        } else if (end === "error") c.error(new Error("connection reset"));
+        else return new Promise(() => {});
+        return undefined;
+      },
+    }) as ReadableStream<Uint8Array>;
+  }
   return new ReadableStream({
     pull(c) {
       if (i < pieces.length) c.enqueue(enc.encode(pieces[i++]));
@@ -88,17 +109,23 @@ Deno.test("BodyIntake ends the stream only for a complete body", async (t) => {
     },
   ];
   for (const c of cases) {
-    await t.step(c.name, async () => {
-      const ends: string[] = [];
-      const intake = new BodyIntake(body(c.pieces, c.end), {
-        maxBytes: c.max ?? 1000,
-        expectedBytes: c.expected,
-        onEnd: (s) => ends.push(s),
-      });
-      const got = await consume(intake);
-      assert.deepEqual({ ...got, state: intake.state }, c.want);
-      assert.deepEqual(ends, [c.want.state]);
-    });
+    for (const bytes of [false, true]) {
+      await t.step(
+        `${c.name} (${bytes ? "byte stream, BYOB reads" : "default stream"})`,
+        async () => {
+          const ends: string[] = [];
+          const intake = new BodyIntake(body(c.pieces, c.end, bytes), {
+            readSize: 4,
+            maxBytes: c.max ?? 1000,
+            expectedBytes: c.expected,
+            onEnd: (s) => ends.push(s),
+          });
+          const got = await consume(intake);
+          assert.deepEqual({ ...got, state: intake.state }, c.want);
+          assert.deepEqual(ends, [c.want.state]);
+        },
+      );
+    }
   }
 });
 

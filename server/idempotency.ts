@@ -1,57 +1,53 @@
 /**
- * `Idempotency-Key`: one key, one ledger. A request that carries a key runs
- * on that key's ledger, so the same request sent again (after a dropped
- * connection, a timeout, a crash) skips every row that already has a final
- * outcome and sends only the rest; a complete replay sends nothing and reports
- * the earlier outcomes.
+ * `Idempotency-Key`: one key, one ledger (core/ledger.ts). A request that
+ * carries a key runs on that key's ledger, so the same request sent again
+ * (after a dropped connection, a timeout, a server restart) skips every row
+ * that already has a final outcome and sends only the rest; a complete replay
+ * sends nothing and reports the earlier outcomes.
+ *
+ * - The ledger file is `<dir>/<sha256(key)>.csv` (the key itself never names a
+ *   file), with the ledger's lock beside it: while one run holds a key, a
+ *   second request with that key gets 409 `idempotency_in_progress`, in this
+ *   process or another one sharing the directory.
+ * - The campaign id (and so every Message-ID) is derived from the key, so a
+ *   row sent again after a crash carries the same Message-ID.
+ * - The message and the recipient options are fingerprinted: the same key
+ *   with another message gets 422 `idempotency_mismatch`. The CSV arrives as
+ *   a stream and cannot be hashed up front, so the ledger checks every row's
+ *   address against the one recorded for its line instead; a different CSV
+ *   under the same key stops at its first differing row with that code.
  *
  * @module
  */
-import type { CampaignStart, CampaignSummary } from "../core/campaign.ts";
-import type { RowOutcome, RowStatus } from "../core/types.ts";
+import { fingerprintTemplate } from "../core/fingerprint.ts";
+import { type Ledger, LedgerError, openLedger } from "../core/ledger.ts";
+import { LockError } from "../core/lock.ts";
+import type { RecipientOptions } from "../core/recipients.ts";
+import type { MessageTemplate } from "../core/template.ts";
 import { HttpError } from "./errors.ts";
 
-/** Counts of rows by final status. */
-export type StatusCounts = Record<RowStatus, number>;
-
-/** What the store needs to know about the run it opens a journal for. */
+/** What the store needs to know about the run it opens a ledger for. */
 export interface JournalRequest {
   /** The validated key. */
   readonly key: string;
   /** The transport name (recorded in the ledger). */
   readonly transport: string;
+  /** The message, fingerprinted with the recipient options. */
+  readonly template: MessageTemplate;
+  /** The recipient options (column, header, delimiter). */
+  readonly recipients: RecipientOptions;
+  /** Called once if writing the ledger fails; the run must stop. */
+  readonly onError: (error: LedgerError) => void;
 }
 
-/** The ledger of one key, open (and locked) for one run. */
-export interface RunJournal {
-  /**
-   * A stable campaign id derived from the key, so a resumed row gets the same
-   * Message-ID as in the first attempt (receivers can drop the copy).
-   */
-  readonly campaignId: string;
-  /** The earlier final status of a row, if any. */
-  previous(line: number): RowStatus | undefined;
-  /** Rows that had a final outcome before this run, by status. */
-  readonly earlier: Readonly<StatusCounts>;
-  /**
-   * Called when the columns are known, before any send: refuse (throw
-   * {@link HttpError} `idempotency_mismatch`) when the key was used for a
-   * different message or CSV layout.
-   */
-  begin(start: CampaignStart): Promise<void> | void;
-  /** Record one final outcome (durably, in batches). */
-  record(outcome: RowOutcome): void;
-  /** Flush, sync and unlock. */
-  close(summary?: CampaignSummary): Promise<void>;
-}
-
-/** Opens the journal of a key. */
+/** Opens the ledger of a key. */
 export interface IdempotencyStore {
   /**
-   * Open and lock the journal of `request.key`. Throws {@link HttpError}
-   * `idempotency_in_progress` while another run holds it.
+   * Open and lock the ledger of `request.key`. Throws {@link HttpError}
+   * `idempotency_in_progress` while another run holds it, and
+   * `idempotency_mismatch` when the key was used with another message.
    */
-  open(request: JournalRequest): Promise<RunJournal>;
+  open(request: JournalRequest): Promise<Ledger>;
 }
 
 const KEY = /^[A-Za-z0-9._:\-]{1,128}$/;
@@ -73,7 +69,48 @@ export async function keyDigest(key: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Zero counts for every status. */
-export function emptyCounts(): StatusCounts {
-  return { sent: 0, failed: 0, invalid: 0, duplicate: 0, suppressed: 0 };
+/** A store of one ledger file per key under `dir` (created when first needed). */
+export function createIdempotencyStore(dir: string): IdempotencyStore {
+  return {
+    async open(request: JournalRequest): Promise<Ledger> {
+      const digest = await keyDigest(request.key);
+      await Deno.mkdir(dir, { recursive: true });
+      const { column, header, delimiter } = request.recipients;
+      try {
+        return await openLedger(`${dir}/${digest}.csv`, {
+          fingerprint: {
+            template: fingerprintTemplate({
+              template: request.template,
+              column,
+              header,
+              delimiter,
+            }),
+          },
+          campaignId: `k${digest.slice(0, 20)}`,
+          onError: request.onError,
+          info: { transport: request.transport, via: "http" },
+        });
+      } catch (error) {
+        throw toHttpError(error);
+      }
+    },
+  };
+}
+
+/** Map a ledger or lock error to the HTTP refusal a client can act on. */
+export function toHttpError(error: unknown): unknown {
+  if (error instanceof LockError && error.holder !== undefined) {
+    return new HttpError(
+      "idempotency_in_progress",
+      "A request with this Idempotency-Key is still running; wait for it to end, then retry",
+      { headers: { "retry-after": "5" } },
+    );
+  }
+  if (error instanceof LedgerError && error.kind === "changed") {
+    return new HttpError(
+      "idempotency_mismatch",
+      "This Idempotency-Key was used with another message or CSV; use a new key for a new campaign",
+    );
+  }
+  return error;
 }

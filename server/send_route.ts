@@ -16,13 +16,15 @@ import {
   startCampaign,
   TransportError,
 } from "../core/campaign.ts";
+import { systemClock } from "../core/clock.ts";
+import { type Ledger, LedgerError } from "../core/ledger.ts";
 import type { RecipientOptions } from "../core/recipients.ts";
 import { TemplateError } from "../core/template.ts";
 import type { RowOutcome, Transport } from "../core/types.ts";
 import { summaryJson } from "../cli/summary.ts";
 import { BodyCutOffError, BodyIntake, type IntakeState } from "./body.ts";
 import { type ErrorCode, errorResponse, HttpError } from "./errors.ts";
-import { checkIdempotencyKey, type RunJournal } from "./idempotency.ts";
+import { checkIdempotencyKey } from "./idempotency.ts";
 import { completeMessage, parseMessagePart } from "./message_part.ts";
 import { multipartBoundary, MultipartError, MultipartReader } from "./multipart.ts";
 import { NDJSON_TYPE, NdjsonWriter } from "./ndjson.ts";
@@ -56,7 +58,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
   const o = service.options;
   let freeSlot: (() => void) | undefined;
   let intake: BodyIntake | undefined;
-  let journal: RunJournal | undefined;
+  let journal: Ledger | undefined;
   let transport: Transport | undefined;
   try {
     const opts = requestOptions(new URL(request.url).searchParams);
@@ -132,8 +134,15 @@ export async function handleSend(service: MailerService, request: Request): Prom
       input = intake.chunks();
     }
 
+    const hard = new AbortController();
     if (key !== undefined) {
-      journal = await o.idempotency!.open({ key, transport: o.transport.name });
+      journal = await o.idempotency!.open({
+        key,
+        transport: o.transport.name,
+        template,
+        recipients: opts.recipients,
+        onError: (error) => hard.abort(error),
+      });
     }
     if (!opts.dryRun) {
       try {
@@ -159,12 +168,13 @@ export async function handleSend(service: MailerService, request: Request): Prom
     const started = Promise.withResolvers<CampaignStart>();
     const metrics = service.metrics;
     const j = journal;
-    const onOutcome = j === undefined
+    const hooks = j?.hooks(systemClock);
+    const onOutcome = hooks === undefined
       ? (r: RowOutcome) => {
         if (r.status === "failed") metrics.failed(r.code);
       }
-      : (r: RowOutcome) => {
-        j.record(r);
+      : (r: RowOutcome, transient: boolean) => {
+        hooks.onOutcome(r, transient);
         if (r.status === "failed") metrics.failed(r.code);
       };
     const run = o.run;
@@ -183,10 +193,13 @@ export async function handleSend(service: MailerService, request: Request): Prom
       maxErrors: run.maxErrors,
       retryBaseMs: run.retryBaseMs,
       signal: graceful.signal,
-      compose: j === undefined ? undefined : { campaignId: j.campaignId },
-      previous: j === undefined ? undefined : (line) => j.previous(line),
+      abortSignal: hard.signal,
+      previous: hooks?.previous,
+      onRetry: hooks?.onRetry,
+      rateHistory: hooks?.rateHistory,
+      compose: hooks?.compose,
       onStart: async (info) => {
-        await j?.begin(info);
+        await hooks?.onStart(info);
         started.resolve(info);
       },
       onOutcome,
@@ -219,7 +232,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
       columns: start.columns,
       addressColumn: start.addressColumn,
       hasHeader: start.hasHeader,
-      ...(key === undefined ? {} : { idempotencyKey: key, earlier: j!.earlier }),
+      ...(j === undefined ? {} : { idempotencyKey: key, resumed: j.resumed, earlier: j.before }),
     });
     const timer = setInterval(() => {
       const s = campaign.stats;
@@ -269,7 +282,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
         o.log(`mass-mailer serve: closing the transport failed: ${describe(error)}`);
       }
       try {
-        await j?.close(summary);
+        await j?.close();
       } catch (error) {
         o.log(`mass-mailer serve: closing the idempotency ledger failed: ${describe(error)}`);
         failure ??= error;
@@ -326,7 +339,7 @@ function finalLine(
   cause: StopCause | undefined,
   intake: IntakeState,
   bytes: number,
-  journal: RunJournal | undefined,
+  journal: Ledger | undefined,
 ): Record<string, unknown> {
   let code: string | undefined = cause?.code;
   let summary = s;
@@ -337,6 +350,8 @@ function finalLine(
       ? "transport_error"
       : s.error instanceof SyntaxError
       ? "bad_csv"
+      : s.error instanceof LedgerError
+      ? (s.error.kind === "changed" ? "idempotency_mismatch" : "ledger_error")
       : "run_failed";
   } else if (s.status === "paused") {
     code = "paused";
@@ -347,7 +362,7 @@ function finalLine(
     ...(code === undefined ? {} : { code }),
     intake,
     bytesRead: bytes,
-    ...(journal === undefined ? {} : { earlier: journal.earlier }),
+    ...(journal === undefined ? {} : { all: journal.counts() }),
   };
 }
 
@@ -389,6 +404,12 @@ function toHttpError(error: unknown, log: (line: string) => void): HttpError {
     return error.state === "too_large"
       ? new HttpError("body_too_large", "The body is larger than this server takes")
       : new HttpError("body_truncated", "The body ended before it was complete; nothing was sent");
+  }
+  if (error instanceof LedgerError && error.kind === "changed") {
+    return new HttpError(
+      "idempotency_mismatch",
+      "This Idempotency-Key was used with another message or CSV; use a new key for a new campaign",
+    );
   }
   if (error instanceof TemplateError) return new HttpError("template_error", error.message);
   if (error instanceof SyntaxError) return new HttpError("bad_csv", error.message);

@@ -1,0 +1,216 @@
+/**
+ * Benchmark: the same 1,000,000-row CSV through the fake transport, by the CLI
+ * and by POST /v1/send to `mass-mailer serve`, in one run.
+ *
+ * Usage: deno run -A bench/server.ts [--rows N] [--latency MS] [--runs N]
+ *
+ * The CLI's figures are the wall time and peak RSS of its process; the
+ * server's are the time from the first byte of the request to the last NDJSON
+ * line and the peak RSS of the server process (started before the clock
+ * runs, so its start-up is not counted; the CLI's start-up, about 0.1 s, is).
+ * Both run without a ledger (the CLI with --no-report, the server without an
+ * Idempotency-Key), then both with one (the CLI's default report, the server
+ * with an Idempotency-Key). Goals (issue 6): server time <= 1.3x the CLI's,
+ * server peak RSS <= 250 MB.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { writeGenerated } from "../cli/generate.ts";
+import { measure, table } from "./_measure.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    rows: { type: "string", default: "1000000" },
+    latency: { type: "string", default: "500" },
+    runs: { type: "string", default: "2" },
+  },
+});
+const rows = Number(values.rows);
+const latency = String(Number(values.latency));
+const runs = Number(values.runs);
+const dir = new URL("./out/", import.meta.url).pathname;
+await Deno.mkdir(dir, { recursive: true });
+const csv = `${dir}fake-${rows}.csv`;
+try {
+  await Deno.stat(csv);
+} catch {
+  await writeGenerated(csv, { rows });
+}
+const csvBytes = (await Deno.stat(csv)).size;
+const deno = Deno.execPath();
+const cli = new URL("../cli.ts", import.meta.url).pathname;
+const serverTs = new URL("../server.ts", import.meta.url).pathname;
+const message = [
+  "--from",
+  "Bench <bench@example.com>",
+  "--subject",
+  "Hello {{name}}",
+  "--to-name",
+  "{{name}}",
+  "--text",
+  "Hi {{name}},\n\nGreetings from {{city}}.\n",
+];
+
+interface Figures {
+  readonly ms: number;
+  readonly rssMb: number;
+  readonly ok: string;
+}
+
+function check(summary: Record<string, number>): string {
+  const sum = summary.sent + summary.failed + summary.invalid + summary.duplicates +
+    summary.suppressed;
+  return summary.rows === rows && sum === rows && summary.sent === rows
+    ? "yes"
+    : `no (${sum}/${rows})`;
+}
+
+async function runCli(report: boolean): Promise<Figures> {
+  const reportPath = `${dir}server-bench-${crypto.randomUUID()}.report.csv`;
+  const m = await measure(deno, [
+    "run",
+    "-A",
+    cli,
+    "send",
+    csv,
+    "--transport",
+    "fake",
+    "--latency",
+    latency,
+    ...message,
+    "--json",
+    "--progress",
+    "none",
+    ...(report ? ["--report", reportPath] : ["--no-report"]),
+  ]);
+  await Deno.remove(reportPath).catch(() => {});
+  let ok;
+  try {
+    ok = check(JSON.parse(m.stdout));
+  } catch {
+    ok = `no (exit ${m.code}: ${m.stderr.trim().split("\n").pop()})`;
+  }
+  return { ms: m.wallMs, rssMb: m.peakRssMb, ok };
+}
+
+async function runServer(idempotent: boolean): Promise<Figures> {
+  const state = await Deno.makeTempDir({ prefix: "mass-mailer-bench-" });
+  const child = new Deno.Command(deno, {
+    args: [
+      "run",
+      "-A",
+      serverTs,
+      "--transport",
+      "fake",
+      "--latency",
+      latency,
+      "--no-auth",
+      "--port",
+      "0",
+      "--idempotency-dir",
+      state,
+      ...message,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const port = await listeningPort(child.stderr);
+    let peakKb = 0;
+    const sample = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`));
+        if (m) peakKb = Math.max(peakKb, Number(m[1]));
+      } catch {
+        // Exited.
+      }
+    };
+    const timer = setInterval(sample, 10);
+    const file = await Deno.open(csv);
+    const t0 = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}/v1/send`, {
+      method: "POST",
+      body: file.readable,
+      headers: {
+        "content-type": "text/csv",
+        ...(idempotent ? { "idempotency-key": crypto.randomUUID() } : {}),
+      },
+    });
+    const text = await res.text();
+    const ms = performance.now() - t0;
+    sample();
+    clearInterval(timer);
+    const last = JSON.parse(text.trim().split("\n").pop()!);
+    return {
+      ms,
+      rssMb: peakKb / 1024,
+      ok: last.type === "summary" ? check(last) : `no (${text.slice(0, 200)})`,
+    };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await Deno.remove(state, { recursive: true });
+  }
+}
+
+async function listeningPort(stderr: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (true) {
+    const r = await reader.read();
+    if (r.done) throw new Error(`The server exited: ${text}`);
+    text += r.value;
+    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(text);
+    if (m) {
+      (async () => {
+        while (!(await reader.read()).done) {
+          // Keep draining stderr.
+        }
+      })();
+      return Number(m[1]);
+    }
+  }
+}
+
+// Warm the module cache so compile time is not measured.
+await measure(deno, ["run", "-A", cli, "--version"]);
+
+const out: (string | number)[][] = [["run", "ms", "peak RSS MB", "rows ok"]];
+const best = { cli: Infinity, server: Infinity, cliLedger: Infinity, serverLedger: Infinity };
+const rss = { cli: 0, server: 0, cliLedger: 0, serverLedger: 0 };
+for (let i = 1; i <= runs; i++) {
+  for (
+    const [key, label, fn] of [
+      ["cli", "CLI send --no-report", () => runCli(false)],
+      ["server", "POST /v1/send", () => runServer(false)],
+      ["cliLedger", "CLI send (report)", () => runCli(true)],
+      ["serverLedger", "POST /v1/send + Idempotency-Key", () => runServer(true)],
+    ] as const
+  ) {
+    const f = await fn();
+    out.push([`${label} #${i}`, Math.round(f.ms), f.rssMb.toFixed(0), f.ok]);
+    if (f.ms < best[key]) {
+      best[key] = f.ms;
+      rss[key] = f.rssMb;
+    }
+  }
+}
+
+console.log(
+  `${rows.toLocaleString("en-US")} rows (${(csvBytes / 1048576).toFixed(0)} MB), fake transport, ` +
+    `${latency} ms latency, default window; best of ${runs}\n`,
+);
+console.log(table(out));
+const ratio = best.server / best.cli;
+const ratioLedger = best.serverLedger / best.cliLedger;
+console.log(
+  `\nserver / CLI time: ${ratio.toFixed(2)}x without a ledger, ${
+    ratioLedger.toFixed(2)
+  }x with one ` +
+    `(goal <= 1.3x); server peak RSS ${rss.server.toFixed(0)} MB, ${
+      rss.serverLedger.toFixed(0)
+    } MB ` +
+    `with a ledger (goal <= 250 MB); CLI ${rss.cli.toFixed(0)} MB / ${rss.cliLedger.toFixed(0)} MB`,
+);

@@ -1,0 +1,774 @@
+/**
+ * The HTTP service over real HTTP on 127.0.0.1: fetch as the client (and a
+ * raw TCP client where fetch cannot misbehave on purpose), transports built by
+ * the CLI's own `TransportCli` factory and recording what they were handed.
+ */
+import assert from "node:assert/strict";
+import { main } from "../cli.ts";
+import type { CliIo } from "../cli/io.ts";
+import { generateCsv } from "../cli/generate.ts";
+import { createApp } from "../server.ts";
+import { createFakeTransport } from "../transports/fake.ts";
+import {
+  allLines,
+  AUTH,
+  feeder,
+  jsonLinesOf,
+  MESSAGE,
+  ndjson,
+  rawExchange,
+  rowsCsv,
+  startServer,
+  TOKEN,
+} from "./_http.ts";
+
+const CSV_HEADERS = { ...AUTH, "content-type": "text/csv" };
+const enc = new TextEncoder();
+
+function post(
+  url: string,
+  body: BodyInit | null,
+  headers: Record<string, string> = CSV_HEADERS,
+  query = "",
+) {
+  return fetch(`${url}/v1/send${query}`, { method: "POST", body, headers });
+}
+
+/** A lazily produced body of `total` bytes of CSV-ish text; counts what fetch pulled. */
+function bigBody(
+  total: number,
+  chunk = 1 << 20,
+): { body: ReadableStream<Uint8Array>; pulled: () => number } {
+  const line = enc.encode("user@example.com,Some Name\n");
+  const block = new Uint8Array(chunk);
+  for (let i = 0; i < chunk; i += line.length) {
+    block.set(line.subarray(0, Math.min(line.length, chunk - i)), i);
+  }
+  let pulled = 0;
+  return {
+    body: new ReadableStream({
+      pull(c) {
+        if (pulled >= total) return c.close();
+        const n = Math.min(chunk, total - pulled);
+        pulled += n;
+        c.enqueue(n === chunk ? block : block.slice(0, n));
+      },
+    }),
+    pulled: () => pulled,
+  };
+}
+
+function assertJsonError(status: number, body: Record<string, unknown>, code: string): void {
+  const error = body.error as { code: string; message: string };
+  assert.equal(error.code, code, JSON.stringify(body));
+  assert.equal(typeof error.message, "string");
+  assert.doesNotMatch(error.message, /\bat .*\.ts:\d+|file:\/\//, "no stack trace or path");
+  assert.ok(status >= 400);
+}
+
+function summaryOf(lines: Record<string, unknown>[]): Record<string, unknown> {
+  const last = lines[lines.length - 1];
+  assert.equal(last?.type, "summary", JSON.stringify(lines));
+  return last;
+}
+
+Deno.test("POST /v1/send streams start and summary lines whose counts equal the CLI's --json for the same file", async () => {
+  const csv =
+    "email,name\nuser1@example.com,Ann\nnot-an-address,Bob\nUSER1@example.com,Ann again\n" +
+    "user4@example.com,Dan\nuser5@example.com,Eve\n";
+  const fake = { latency: "1", "fail-lines": "5" };
+  const s = startServer({ fake });
+  const path = await Deno.makeTempFile({ suffix: ".csv" });
+  try {
+    await Deno.writeTextFile(path, csv);
+    let stdout = "";
+    const io: CliIo = {
+      stdout: (t) => void (stdout += t),
+      stderr: () => {},
+      stderrIsTty: false,
+      stdin: () => new ReadableStream(),
+      env: () => undefined,
+    };
+    const code = await main([
+      "send",
+      path,
+      "--transport",
+      "fake",
+      "--latency",
+      "1",
+      "--fail-lines",
+      "5",
+      "--from",
+      MESSAGE.from,
+      "--subject",
+      MESSAGE.subject,
+      "--text",
+      MESSAGE.text,
+      "--json",
+      "--progress",
+      "none",
+      "--no-report",
+    ], io);
+    assert.equal(code, 1, "one row failed");
+    const cli = JSON.parse(stdout);
+
+    const res = await post(s.url, csv);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type")!, /^application\/x-ndjson/);
+    const lines = await allLines(res);
+    assert.equal(lines[0].type, "start");
+    assert.deepEqual(lines[0].columns, ["email", "name"]);
+    const summary = summaryOf(lines);
+    const strip = ({ elapsedMs: _e, perSecond: _p, ...rest }: Record<string, unknown>) => rest;
+    const { type: _t, intake, bytesRead, code: failCode, ...counts } = summary;
+    assert.deepEqual(strip(counts), strip(cli));
+    assert.deepEqual([cli.rows, cli.sent, cli.failed, cli.invalid, cli.duplicates], [
+      5,
+      2,
+      1,
+      1,
+      1,
+    ]);
+    assert.equal(intake, "complete");
+    assert.equal(bytesRead, enc.encode(csv).length);
+    assert.equal(failCode, undefined, "a finished run has no code");
+    const delivered = s.deliveries.map((d) => `${d.line}:${d.status}`);
+    assert.deepEqual(delivered, ["2:sent", "5:failed", "6:sent"]);
+  } finally {
+    await Deno.remove(path);
+    await s.close();
+  }
+});
+
+Deno.test("HTTP-1: a 30 MB upload with a wrong or missing token gets a clean JSON 401 while still uploading; nothing queued", async (t) => {
+  const s = startServer();
+  try {
+    for (
+      const [name, headers] of [
+        ["wrong token", {
+          authorization: "Bearer not-the-token-at-all-0000",
+          "content-type": "text/csv",
+        }],
+        ["no token", { "content-type": "text/csv" }],
+        ["token in the wrong scheme", {
+          authorization: `Basic ${TOKEN}`,
+          "content-type": "text/csv",
+        }],
+      ] as const
+    ) {
+      await t.step(`streamed body, ${name}`, async () => {
+        const big = bigBody(30 << 20);
+        const res = await post(s.url, big.body, headers);
+        assert.equal(res.status, 401);
+        assert.match(res.headers.get("www-authenticate")!, /^Bearer/);
+        assertJsonError(res.status, await res.json(), "unauthorized");
+        assert.ok(
+          big.pulled() < 30 << 20,
+          `the upload was still going (${big.pulled()} bytes pulled)`,
+        );
+      });
+    }
+    await t.step("Content-Length body, wrong token", async () => {
+      const res = await post(s.url, new Uint8Array(30 << 20).fill(65), {
+        authorization: "Bearer not-the-token-at-all-0000",
+        "content-type": "text/csv",
+      });
+      assert.equal(res.status, 401);
+      assertJsonError(res.status, await res.json(), "unauthorized");
+    });
+    await t.step("raw client: 401 arrives while the body is unsent, not a reset", async () => {
+      const r = await rawExchange(
+        s.port,
+        "POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 31457280",
+        (function* () {
+          const mb = new Uint8Array(1 << 20).fill(65);
+          for (let i = 0; i < 30; i++) yield mb;
+        })(),
+      );
+      assert.equal(r.status, 401, r.text.slice(0, 200));
+      assert.match(r.text, /"code":"unauthorized"/);
+      assert.ok(r.answeredAfter < 30 << 20, `answered after ${r.answeredAfter} bytes`);
+      assert.equal(r.writeError, undefined, "no reset while uploading");
+    });
+    assert.equal(s.created(), 0, "no transport was created");
+    assert.equal(s.deliveries.length, 0, "nothing was queued");
+    assert.equal(s.app.service.activeRuns, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("HTTP-2: a body over the limit gets a clean 413 and nothing is sent", async (t) => {
+  const limit = 100 * 1024 * 1024;
+  const s = startServer({ maxBodyBytes: limit });
+  try {
+    await t.step(
+      "Content-Length of 200 MB: refused before reading, the upload is cut short",
+      async () => {
+        const total = 200 * 1024 * 1024;
+        const r = await rawExchange(
+          s.port,
+          `POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: text/csv\r\nContent-Length: ${total}`,
+          (function* () {
+            const mb = new Uint8Array(1 << 20).fill(65);
+            for (let i = 0; i < 200; i++) yield mb;
+          })(),
+        );
+        assert.equal(r.status, 413, r.text.slice(0, 300));
+        assert.match(r.text, /"code":"body_too_large"/);
+        assert.ok(
+          r.answeredAfter < total,
+          `the answer came while the client was still uploading (after ${r.answeredAfter} of ${total} bytes)`,
+        );
+      },
+    );
+    await t.step(
+      "chunked body past the limit: reading stops at the limit and the summary says why",
+      async () => {
+        const small = startServer({ maxBodyBytes: 64 * 1024 });
+        try {
+          // The first rows are valid and start the run; then far more than the limit follows.
+          const f = feeder(rowsCsv(100));
+          const res = await post(small.url, f.body);
+          let pushed = 0;
+          const lines: Record<string, unknown>[] = [];
+          const reading = (async () => {
+            for await (const line of ndjson(res)) lines.push(line);
+          })();
+          try {
+            for (let i = 0; i < 200; i++) {
+              f.push(rowsCsv(100, 1000 + i * 100).slice("email,name\n".length));
+              pushed++;
+              await new Promise((r) => setTimeout(r, 1));
+            }
+            f.close();
+          } catch {
+            // The server cancelled the upload: the reader is gone.
+          }
+          await reading;
+          const summary = summaryOf(lines);
+          assert.equal(summary.code, "body_too_large");
+          assert.equal(summary.intake, "too_large");
+          assert.equal(summary.status, "stopped");
+          assert.ok((summary.bytesRead as number) <= 64 * 1024 + 8192, String(summary.bytesRead));
+          assert.ok((summary.rows as number) < 100 * 201, "rows past the limit were never read");
+          assert.equal(summary.pending, 0, "in-flight messages finished");
+          assert.equal(small.deliveries.filter((d) => d.status !== "sent").length, 0);
+          assert.ok(pushed > 0);
+        } finally {
+          await small.close();
+        }
+      },
+    );
+    assert.equal(s.created(), 0, "the 413 created no transport");
+    assert.equal(s.deliveries.length, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("HTTP-3: progress lines arrive while the body is still being uploaded; the final count is the body's rows", async () => {
+  const s = startServer({ fake: { latency: "1" } });
+  try {
+    const f = feeder(rowsCsv(500));
+    const res = await post(s.url, f.body);
+    assert.equal(res.status, 200);
+    const it = ndjson(res);
+    const first = (await it.next()).value!;
+    assert.equal(first.type, "start");
+    // Wait for a progress line that shows the first half done, with the body still open.
+    let progress: Record<string, unknown> | undefined;
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      if (r.value.type === "progress" && r.value.sent === 500) {
+        progress = r.value;
+        break;
+      }
+    }
+    assert.ok(progress, "a progress line came before the body was complete");
+    assert.equal(progress.rows, 500);
+    f.push(rowsCsv(700, 501).slice("email,name\n".length));
+    f.close();
+    const rest = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value);
+    const summary = summaryOf(rest);
+    assert.equal(summary.rows, 1200);
+    assert.equal(summary.sent, 1200);
+    assert.equal(summary.status, "finished");
+    assert.equal(new Set(s.deliveries.map((d) => d.to)).size, 1200);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a cut-off body never turns its partial last line into a recipient", async (t) => {
+  const s = startServer({ fake: { latency: "1" } });
+  // The partial line "user3@example.co" would be a valid address if it were taken.
+  const whole = "email,name\nuser1@example.com,A\nuser2@example.com,B\nuser3@example.com,C\n";
+  const cut = whole.slice(0, whole.indexOf("user3@example.co") + "user3@example.co".length);
+  const head =
+    `POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: text/csv`;
+  try {
+    await t.step("Content-Length promises more than arrives (client shuts its side)", async () => {
+      s.deliveries.length = 0;
+      const r = await rawExchange(s.port, `${head}\r\nContent-Length: ${whole.length}`, [
+        enc.encode(cut),
+      ], {
+        halfClose: true,
+      });
+      await s.idle();
+      assert.ok(!s.deliveries.some((d) => d.to === "user3@example.co"), "partial line sent");
+      assertCutOff(r.status, r.text);
+    });
+    await t.step("chunked body without its final chunk", async () => {
+      s.deliveries.length = 0;
+      const hex = enc.encode(cut).length.toString(16);
+      const r = await rawExchange(
+        s.port,
+        `${head}\r\nTransfer-Encoding: chunked`,
+        [enc.encode(`${hex}\r\n${cut}\r\n`)],
+        { halfClose: true },
+      );
+      await s.idle();
+      assert.ok(!s.deliveries.some((d) => d.to === "user3@example.co"), "partial line sent");
+      assertCutOff(r.status, r.text);
+    });
+    await t.step(
+      "a complete body whose last line has no newline: that line is a recipient (CSV-3)",
+      async () => {
+        s.deliveries.length = 0;
+        const res = await post(s.url, cut);
+        const summary = summaryOf(await allLines(res));
+        assert.equal(summary.status, "finished");
+        assert.equal(summary.sent, 3);
+        assert.ok(s.deliveries.some((d) => d.to === "user3@example.co"));
+      },
+    );
+  } finally {
+    await s.close();
+  }
+});
+
+/** A cut-off body ends as a 400 before the run starts, or as a stopped run that says why. */
+function assertCutOff(status: number, raw: string): void {
+  if (status === 400) {
+    assert.match(raw, /"code":"body_truncated"/);
+    return;
+  }
+  assert.equal(status, 200, raw.slice(0, 300));
+  const summary = jsonLinesOf(raw).find((l) => l.type === "summary");
+  assert.ok(summary, `no summary in ${raw}`);
+  assert.equal(summary.code, "body_truncated");
+  assert.equal(summary.intake, "truncated");
+  assert.equal(summary.status, "stopped");
+  assert.equal(summary.pending, 0);
+  assert.ok((summary.sent as number) <= 2);
+}
+
+Deno.test("a client that disconnects mid-upload stops intake; messages in flight finish and none is aborted", async () => {
+  const s = startServer({ fake: { latency: "150" } });
+  try {
+    const f = feeder(rowsCsv(300) + "user999@example.co");
+    const abort = new AbortController();
+    const res = await fetch(`${s.url}/v1/send`, {
+      method: "POST",
+      body: f.body,
+      headers: CSV_HEADERS,
+      signal: abort.signal,
+    });
+    const it = ndjson(res);
+    assert.equal((await it.next()).value!.type, "start");
+    // Wait until messages are in flight, then the client dies.
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      if (r.value.type === "progress" && (r.value.inFlight as number) > 0) break;
+    }
+    abort.abort();
+    await s.idle();
+    assert.ok(s.deliveries.length > 0);
+    assert.deepEqual(
+      [...new Set(s.deliveries.map((d) => d.status))],
+      ["sent"],
+      "every message handed to the transport completed",
+    );
+    assert.ok(
+      !s.deliveries.some((d) => d.to === "user999@example.co"),
+      "the partial last line was not used",
+    );
+    const metrics = await (await fetch(`${s.url}/metrics`, { headers: AUTH })).text();
+    assert.match(metrics, /mass_mailer_runs_total\{status="stopped"\} 1/);
+    assert.match(metrics, /mass_mailer_in_flight 0/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("values from requests never reach a message header unescaped (MIME-2 over HTTP)", async (t) => {
+  const s = startServer({ keepData: true });
+  try {
+    await t.step("a CSV field with CRLF used in To name and subject", async () => {
+      const form = new FormData();
+      form.append("message", JSON.stringify({ subject: "Hi {{name}}", toName: "{{name}}" }));
+      form.append(
+        "recipients",
+        new Blob(['email,name\nuser1@example.com,"Eve\r\nBcc: spy@example.org"\n']),
+        "r.csv",
+      );
+      const res = await fetch(`${s.url}/v1/send`, {
+        method: "POST",
+        body: form,
+        headers: { ...AUTH, bcc: "spy@example.org", subject: "from-a-request-header" },
+      });
+      const summary = summaryOf(await allLines(res));
+      assert.equal(summary.sent, 1);
+      assert.equal(s.deliveries.length, 1, "exactly one envelope recipient");
+      const data = s.deliveries[0].data!;
+      const head = data.slice(0, data.indexOf("\r\n\r\n"));
+      assert.doesNotMatch(head, /^bcc:/im, head);
+      assert.doesNotMatch(data, /from-a-request-header/, "request headers are not message headers");
+      for (const line of head.split("\r\n")) {
+        assert.match(
+          line,
+          /^([\x21-\x39\x3b-\x7e]+:|[ \t])/,
+          `header line ${JSON.stringify(line)}`,
+        );
+      }
+    });
+    await t.step("CRLF in the message part's subject is refused with 400 bad_message", async () => {
+      const form = new FormData();
+      form.append("message", JSON.stringify({ subject: "Hi\r\nBcc: spy@example.org" }));
+      form.append("recipients", new Blob(["email\nuser1@example.com\n"]), "r.csv");
+      const res = await fetch(`${s.url}/v1/send`, { method: "POST", body: form, headers: AUTH });
+      assert.equal(res.status, 400);
+      assertJsonError(res.status, await res.json(), "bad_message");
+      assert.equal(s.deliveries.length, 1, "nothing more was sent");
+    });
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("refusals are JSON with a stable code and never a stack trace", async (t) => {
+  const s = startServer({ maxRuns: 1, maxBodyBytes: 1000 });
+  const noMessage = startServer({ message: undefined });
+  try {
+    const cases: [string, () => Promise<Response>, number, string][] = [
+      ["unknown route", () => fetch(`${s.url}/v2/nothing`, { headers: AUTH }), 404, "not_found"],
+      [
+        "wrong method",
+        () => fetch(`${s.url}/v1/send`, { headers: AUTH }),
+        405,
+        "method_not_allowed",
+      ],
+      [
+        "JSON body",
+        () => post(s.url, "{}", { ...AUTH, "content-type": "application/json" }),
+        415,
+        "unsupported_media_type",
+      ],
+      [
+        "no content type",
+        () => post(s.url, enc.encode("x"), { ...AUTH }),
+        415,
+        "unsupported_media_type",
+      ],
+      [
+        "unknown query parameter",
+        () => post(s.url, "email\n", CSV_HEADERS, "?bcc=x"),
+        400,
+        "bad_request",
+      ],
+      ["bad limit", () => post(s.url, "email\n", CSV_HEADERS, "?limit=-1"), 400, "bad_request"],
+      [
+        "bad header-row",
+        () => post(s.url, "email\n", CSV_HEADERS, "?header-row=maybe"),
+        400,
+        "bad_request",
+      ],
+      [
+        "bad idempotency key",
+        () => post(s.url, "email\n", { ...CSV_HEADERS, "idempotency-key": "a b" }),
+        400,
+        "bad_idempotency_key",
+      ],
+      [
+        "no idempotency store",
+        () => post(s.url, "email\n", { ...CSV_HEADERS, "idempotency-key": "k1" }),
+        501,
+        "idempotency_unavailable",
+      ],
+      ["Content-Length over the limit", () => post(s.url, "x".repeat(1001)), 413, "body_too_large"],
+      [
+        "missing column",
+        () => post(s.url, "email,name\nuser1@example.com,A\n", CSV_HEADERS, "?column=mail"),
+        400,
+        "bad_request",
+      ],
+      [
+        "unterminated quote",
+        () => post(s.url, 'email,name\n"user1@example.com,A\n', CSV_HEADERS),
+        400,
+        "bad_csv",
+      ],
+      [
+        "no default message",
+        () => post(noMessage.url, "email\nuser1@example.com\n"),
+        400,
+        "bad_message",
+      ],
+      [
+        "multipart without recipients",
+        () => {
+          const form = new FormData();
+          form.append("message", "{}");
+          return fetch(`${s.url}/v1/send`, { method: "POST", body: form, headers: AUTH });
+        },
+        400,
+        "bad_request",
+      ],
+    ];
+    for (const [name, request, status, code] of cases) {
+      await t.step(`${name} -> ${status} ${code}`, async () => {
+        const res = await request();
+        assert.equal(res.status, status);
+        assert.match(res.headers.get("content-type")!, /^application\/json/);
+        assertJsonError(res.status, await res.json(), code);
+      });
+    }
+    await t.step("bad template -> 400 template_error", async () => {
+      const form = new FormData();
+      form.append("message", JSON.stringify({ subject: "Hi {{nmae}}" }));
+      form.append("recipients", new Blob(["email,name\nuser1@example.com,A\n"]));
+      const res = await fetch(`${s.url}/v1/send`, { method: "POST", body: form, headers: AUTH });
+      assert.equal(res.status, 400);
+      assertJsonError(res.status, await res.json(), "template_error");
+    });
+    await t.step(
+      "a second run while the only slot is taken -> 429 busy with Retry-After",
+      async () => {
+        const f = feeder(rowsCsv(1));
+        const first = await post(s.url, f.body);
+        const it = ndjson(first);
+        assert.equal((await it.next()).value!.type, "start");
+        const second = await post(s.url, rowsCsv(1));
+        assert.equal(second.status, 429);
+        assert.ok(Number(second.headers.get("retry-after")) > 0);
+        assertJsonError(second.status, await second.json(), "busy");
+        f.close();
+        for (let r = await it.next(); !r.done; r = await it.next()) {
+          // Drain the first run.
+        }
+      },
+    );
+    await t.step("a transport that cannot be created -> 503 transport_unavailable", async () => {
+      const app = createApp({
+        auth: "none",
+        message: MESSAGE,
+        log: () => {},
+        transport: {
+          name: "broken",
+          create: () => Promise.reject(new Error("connection refused")),
+        },
+      });
+      const res = await app.request("/v1/send", {
+        method: "POST",
+        body: rowsCsv(1),
+        headers: { "content-type": "text/csv" },
+      });
+      assert.equal(res.status, 503);
+      assertJsonError(res.status, await res.json(), "transport_unavailable");
+    });
+    await t.step(
+      "a transport that fails mid-run -> summary status failed, code transport_error",
+      async () => {
+        const app = createApp({
+          auth: "none",
+          message: MESSAGE,
+          log: () => {},
+          transport: {
+            name: "broken",
+            create: () => ({
+              ...createFakeTransport({ latencyMs: 0 }),
+              send: () => Promise.reject(new Error("TLS handshake failed")),
+            }),
+          },
+        });
+        const res = await app.request("/v1/send", {
+          method: "POST",
+          body: rowsCsv(3),
+          headers: { "content-type": "text/csv" },
+        });
+        const summary = summaryOf(await allLines(res));
+        assert.equal(summary.status, "failed");
+        assert.equal(summary.code, "transport_error");
+        assert.match(String(summary.reason), /TLS handshake failed/);
+        assert.doesNotMatch(JSON.stringify(summary), /\bat .*\.ts:\d+/);
+      },
+    );
+  } finally {
+    await s.close();
+    await noMessage.close();
+  }
+});
+
+Deno.test("GET /healthz answers without a token; GET /metrics needs one and counts rows, sends and failures by code", async () => {
+  const s = startServer({ fake: { latency: "1", "fail-lines": "3,4" } });
+  try {
+    const health = await fetch(`${s.url}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: "ok", runs: 0 });
+    assert.equal((await fetch(`${s.url}/metrics`)).status, 401);
+    const summary = summaryOf(await allLines(await post(s.url, rowsCsv(10) + "bad-address,X\n")));
+    assert.deepEqual([summary.rows, summary.sent, summary.failed, summary.invalid], [11, 8, 2, 1]);
+    const res = await fetch(`${s.url}/metrics`, { headers: AUTH });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1]);
+    assert.equal(value(/^mass_mailer_rows_total (\d+)$/m), 11);
+    assert.equal(value(/^mass_mailer_sent_total (\d+)$/m), 8);
+    assert.equal(value(/^mass_mailer_failed_total\{code="5\.1\.1"\} (\d+)$/m), 2);
+    assert.equal(value(/^mass_mailer_invalid_total (\d+)$/m), 1);
+    assert.equal(value(/^mass_mailer_in_flight (\d+)$/m), 0);
+    assert.equal(value(/^mass_mailer_send_latency_seconds_count (\d+)$/m), 10);
+    assert.equal(value(/^mass_mailer_send_latency_seconds_bucket\{le="\+Inf"\} (\d+)$/m), 10);
+    assert.equal(value(/^mass_mailer_runs_total\{status="finished"\} (\d+)$/m), 1);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("GET /metrics shows messages in flight during a run", async () => {
+  const s = startServer({ fake: { latency: "300" } });
+  try {
+    const f = feeder(rowsCsv(50));
+    const res = await post(s.url, f.body);
+    const it = ndjson(res);
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      if (r.value.type === "progress" && r.value.inFlight === 50) break;
+    }
+    const text = await (await fetch(`${s.url}/metrics`, { headers: AUTH })).text();
+    assert.match(text, /^mass_mailer_in_flight 50$/m);
+    assert.match(text, /^mass_mailer_runs_active 1$/m);
+    f.close();
+    const rest = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value);
+    assert.equal(summaryOf(rest).sent, 50);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("createApp() refuses to run without a token unless auth is none", () => {
+  const transport = { name: "fake", create: () => createFakeTransport() };
+  assert.throws(() => createApp({ transport }), /needs a bearer token/);
+  assert.throws(() => createApp({ transport, token: "short" }), RangeError);
+  assert.throws(() => createApp({ transport, auth: "none", token: TOKEN }), /not both/);
+  createApp({ transport, auth: "none" });
+});
+
+Deno.test("HTTP-2: a 1M-row CSV streamed to `mass-mailer serve` (fake transport, 100 MB limit) is processed with RSS well below the body size", async () => {
+  // Rows padded to ~90 bytes so the body (~90 MB) dwarfs what the server may hold.
+  const rows = 1_000_000;
+  const pad = "x".repeat(48);
+  const server = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../server.ts", import.meta.url).pathname,
+      "--transport",
+      "fake",
+      "--latency",
+      "2",
+      "--concurrency",
+      "2000",
+      "--no-auth",
+      "--port",
+      "0",
+      "--max-body",
+      "100MB",
+      "--from",
+      MESSAGE.from,
+      "--subject",
+      "Hello {{name}}",
+      "--text",
+      "Hi {{name}} from {{city}}",
+      "--progress-interval",
+      "200",
+      "--idempotency-dir",
+      await Deno.makeTempDir(),
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const port = await listeningPort(server.stderr);
+    let peakKb = 0;
+    const sampler = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${server.pid}/status`));
+        if (m) peakKb = Math.max(peakKb, Number(m[1]));
+      } catch {
+        // Exited.
+      }
+    }, 20);
+    let bodyBytes = 0;
+    const body = ReadableStream.from((async function* () {
+      for await (const chunk of generateCsv({ rows })) {
+        // Append a padding column to every row.
+        const text = new TextDecoder().decode(chunk).replaceAll("\n", `,${pad}\n`);
+        const bytes = enc.encode(text);
+        bodyBytes += bytes.length;
+        yield bytes;
+      }
+    })());
+    const t0 = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}/v1/send`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "text/csv" },
+    });
+    const lines = await allLines(res);
+    const ms = performance.now() - t0;
+    clearInterval(sampler);
+    const summary = summaryOf(lines);
+    assert.equal(summary.status, "finished", JSON.stringify(summary));
+    assert.equal(summary.rows, rows);
+    assert.equal(summary.sent, rows);
+    assert.ok(bodyBytes > 85 * 1024 * 1024, `body ${bodyBytes}`);
+    assert.ok(lines.filter((l) => l.type === "progress").length > 0, "progress streamed");
+    const peakMb = peakKb / 1024;
+    console.log(
+      `1M rows, ${(bodyBytes / 1048576).toFixed(0)} MB body over HTTP: ${
+        (ms / 1000).toFixed(1)
+      } s, ` +
+        `server peak RSS ${peakMb.toFixed(0)} MB`,
+    );
+    assert.ok(
+      peakMb * 1048576 < bodyBytes * 0.75,
+      `peak RSS ${peakMb.toFixed(0)} MB vs body ${bodyBytes}`,
+    );
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+  }
+});
+
+/** Read the server's stderr until it says where it listens; return the port. */
+async function listeningPort(stderr: ReadableStream<Uint8Array>): Promise<number> {
+  let text = "";
+  const reader = stderr.pipeThrough(new TextDecoderStream()).getReader();
+  while (true) {
+    const r = await reader.read();
+    if (r.done) throw new Error(`The server exited: ${text}`);
+    text += r.value;
+    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(text);
+    if (m) {
+      // Keep draining stderr so the server never blocks on it.
+      (async () => {
+        while (!(await reader.read()).done) {
+          // Discard.
+        }
+      })();
+      return Number(m[1]);
+    }
+  }
+}

@@ -128,8 +128,8 @@ export class BodyIntake {
    * them, else plain reads. While a response streams back, Deno 2.9 costs
    * about the same per read whatever its size, so few large reads keep the
    * upload at full speed (an 88 MB body took about 1 s instead of 3-5 s with
-   * 64 KiB reads here). Each buffer is handed on as it is; a small read is
-   * copied out so a mostly empty buffer is not kept alive.
+   * 64 KiB reads here). A large read is handed on as it is; a small one is
+   * copied out and its buffer reused, so no mostly empty buffer piles up.
    */
   #reading(body: ReadableStream<Uint8Array>): () => Promise<ReadableStreamReadResult<Uint8Array>> {
     const size = this.#o.readSize ?? DEFAULT_READ_SIZE;
@@ -150,11 +150,16 @@ export class BodyIntake {
     }
     const reader = byob;
     this.#reader = reader;
+    let spare: ArrayBuffer | undefined;
     return async () => {
-      const r = await reader.read(new Uint8Array(size));
+      const r = await reader.read(new Uint8Array(spare ?? new ArrayBuffer(size)));
+      spare = undefined;
       if (r.done || r.value === undefined) return { done: true, value: undefined };
       const view = r.value;
-      return { done: false, value: view.length < size >> 2 ? view.slice() : view };
+      if (view.length >= size >> 2) return { done: false, value: view };
+      // A small read: copy it out and read into the same buffer again.
+      spare = view.buffer as ArrayBuffer;
+      return { done: false, value: view.slice() };
     };
   }
 

@@ -254,6 +254,83 @@ export function csvField(s: string): string {
   return /[",]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;
 }
 
+/**
+ * Record bytes waiting to be written, built in place without intermediate
+ * strings: plain ASCII fields (nearly all of them) are copied code unit by code
+ * unit; a field that needs quoting, the formula guard or UTF-8 takes
+ * {@link csvField} and `encodeInto`.
+ */
+const UNSAFE = new Uint8Array(128);
+for (const c of [10, 13, 34, 44]) UNSAFE[c] = 1;
+
+class RecordBuffer {
+  bytes = new Uint8Array(1 << 18);
+  length = 0;
+
+  /** Make room for `n` more bytes. */
+  room(n: number): void {
+    if (this.length + n <= this.bytes.length) return;
+    let size = this.bytes.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.bytes.subarray(0, this.length));
+    this.bytes = next;
+  }
+
+  /** One byte (room must have been made). */
+  byte(c: number): void {
+    this.bytes[this.length++] = c;
+  }
+
+  /** Text known to be ASCII and safe as a field: status names, times (room must have been made). */
+  ascii(s: string): void {
+    const b = this.bytes;
+    let at = this.length;
+    for (let i = 0; i < s.length; i++) b[at++] = s.charCodeAt(i);
+    this.length = at;
+  }
+
+  /** A whole number >= 0 (room must have been made). */
+  int(n: number): void {
+    if (n < 10) {
+      this.bytes[this.length++] = 48 + n;
+      return;
+    }
+    this.ascii(String(n));
+  }
+
+  /** One CSV field (see {@link csvField}); needs room for `3 * s.length` bytes. */
+  field(s: string): void {
+    const n = s.length;
+    if (n === 0) return;
+    const first = s.charCodeAt(0);
+    // = + - @ tab and ' may need the formula guard: leave them to csvField.
+    if (
+      first === 61 || first === 43 || first === 45 || first === 64 || first === 9 || first === 39
+    ) {
+      this.#slow(s);
+      return;
+    }
+    const b = this.bytes;
+    let at = this.length;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 128 || UNSAFE[c] === 1) {
+        this.#slow(s); // Nothing was committed: `length` still points before this field.
+        return;
+      }
+      b[at++] = c;
+    }
+    this.length = at;
+  }
+
+  #slow(s: string): void {
+    const v = csvField(s);
+    this.room(v.length * 3);
+    this.length += encoder.encodeInto(v, this.bytes.subarray(this.length)).written;
+  }
+}
+
 /** Undo the formula guard of {@link csvField} on a parsed field. */
 function unguard(s: string): string {
   return s.charCodeAt(0) === 39 && FORMULA.test(s) ? s.slice(1) : s;
@@ -839,9 +916,8 @@ class LedgerWriter implements Ledger {
   readonly #retryTransient: boolean;
   readonly #retryAll: boolean;
   readonly #force: boolean;
-  #pending = "";
+  readonly #buffer = new RecordBuffer();
   #scheduled = false;
-  #bytes = new Uint8Array(1 << 16);
   #isoTime = "";
   #unsynced = 0;
   #lastSync = 0;
@@ -880,7 +956,8 @@ class LedgerWriter implements Ledger {
   }
 
   writeHeader(): void {
-    this.#pending += LEDGER_HEADER + "\n";
+    this.#buffer.room(LEDGER_HEADER.length + 1);
+    this.#buffer.ascii(LEDGER_HEADER + "\n");
     this.#flush();
   }
 
@@ -1027,29 +1104,45 @@ class LedgerWriter implements Ledger {
     failure: string,
   ): void {
     if (this.#closed || this.error !== undefined) return;
-    if (this.#pending.length === 0) this.#isoTime = new Date(this.#now()).toISOString();
-    this.#pending += line + "," + csvField(address) + "," + status + "," + csvField(code) + "," +
-      csvField(reason) + "," + attempts + "," + this.#isoTime + "," + csvField(id) + "," + failure +
-      "\n";
+    const b = this.#buffer;
+    if (b.length === 0) this.#isoTime = new Date(this.#now()).toISOString();
+    b.room(80 + 3 * (address.length + code.length + reason.length + id.length));
+    b.int(line);
+    b.byte(44);
+    b.field(address);
+    b.byte(44);
+    b.ascii(status);
+    b.byte(44);
+    b.field(code);
+    b.byte(44);
+    b.field(reason);
+    b.byte(44);
+    b.int(attempts);
+    b.byte(44);
+    b.ascii(this.#isoTime);
+    b.byte(44);
+    b.field(id);
+    b.byte(44);
+    b.ascii(failure);
+    b.byte(10);
     this.#unsynced++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => this.#flush());
     }
-    if (this.#pending.length > (1 << 20)) this.#flush();
+    if (b.length > (1 << 20)) this.#flush();
   }
 
   /** Write what is pending to the file (one write), and start a sync when a checkpoint is due. */
   #flush(): void {
     this.#scheduled = false;
-    const text = this.#pending;
-    if (text.length === 0 || this.error !== undefined) return;
-    this.#pending = "";
-    if (this.#bytes.length < text.length * 3) this.#bytes = new Uint8Array(text.length * 3 + 1024);
-    const { written } = encoder.encodeInto(text, this.#bytes);
+    const b = this.#buffer;
+    const written = b.length;
+    if (written === 0 || this.error !== undefined) return;
+    b.length = 0;
     try {
       let at = 0;
-      while (at < written) at += this.#file.writeSync(this.#bytes.subarray(at, written));
+      while (at < written) at += this.#file.writeSync(b.bytes.subarray(at, written));
     } catch (error) {
       this.#fail(error);
       return;

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "./_cli.ts";
+import { startSmtpServer } from "./_smtp_server.ts";
 import {
   checkDeliveries,
   countDeliveries,
@@ -350,4 +351,53 @@ Deno.test("stdin keeps no report unless --report is given, and resumes with it",
   assert.equal(changed.code, 3, changed.stderr);
   assert.match(changed.stderr, /Line 31 of the input holds another address/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("RES-1 over SMTP: SIGTERM after about 5,000 of 10,000 sends, the same command delivers exactly the rest to the server", async () => {
+  const server = await startSmtpServer();
+  const dir = await Deno.makeTempDir({ prefix: "mass-mailer-resume-" });
+  try {
+    const recipients = makeRecipients(10_000);
+    const csv = `${dir}/r.csv`;
+    await Deno.writeTextFile(csv, recipients.text);
+    const args = [
+      "send",
+      csv,
+      "--transport",
+      "smtp",
+      "--smtp-host",
+      "127.0.0.1",
+      "--smtp-port",
+      String(server.port),
+      "--smtp-tls",
+      "none",
+      "--progress",
+      "none",
+      "--json",
+      ...MESSAGE,
+    ];
+    const run = spawnCli(args);
+    try {
+      await waitFor(
+        () => server.received.length >= 5_000 || run.exited(),
+        "5,000 messages at the server",
+      );
+    } finally {
+      if (!run.exited()) run.kill("SIGTERM");
+    }
+    const stopped = await run.done;
+    assert.equal(stopped.code, 5, stopped.stderr);
+    const first = server.received.length;
+    assert.ok(first < recipients.valid.size, `${first} delivered before the stop`);
+    const again = await runCli(args);
+    assert.equal(again.code, 0, again.stderr);
+    assertAccounted(summaryOf(again.stdout), 10_000);
+    const to = server.received.map((m) => m.to.join(",").toLowerCase());
+    assert.equal(to.length, recipients.valid.size, "every valid row once, none twice");
+    assert.equal(new Set(to).size, recipients.valid.size);
+    assert.equal(summaryOf(again.stdout).sent, recipients.valid.size - first);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

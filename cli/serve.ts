@@ -195,12 +195,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const unlisten = io.onSignal?.((count) => {
     if (count === 1) {
       io.stderr(
-        "mass-mailer serve: stopping: no new runs; running ones finish their in-flight messages\n",
+        "mass-mailer serve: stopping: no new runs; running ones finish their in-flight messages " +
+          "(signal again to abort them)\n",
       );
       stopped.resolve();
     } else {
-      io.stderr("mass-mailer serve: stopping now\n");
-      server.shutdown();
+      io.stderr("mass-mailer serve: stopping now: in-flight sends are aborted\n");
+      app.service.abort();
     }
   });
   await Promise.race([stopped.promise, server.finished]);

@@ -72,6 +72,12 @@ export async function handleSend(service: MailerService, request: Request): Prom
     }
     const keyHeader = request.headers.get("idempotency-key");
     const key = keyHeader === null ? undefined : checkIdempotencyKey(keyHeader);
+    if (key !== undefined && opts.dryRun) {
+      throw new HttpError(
+        "bad_request",
+        "A dry run keeps no ledger: drop the Idempotency-Key or dry-run",
+      );
+    }
     if (key !== undefined && o.idempotency === undefined) {
       throw new HttpError(
         "idempotency_unavailable",
@@ -306,6 +312,10 @@ export async function handleSend(service: MailerService, request: Request): Prom
         shuttingDown = true;
         graceful.abort();
         bodyState.stop();
+      },
+      abort() {
+        this.stop();
+        hard.abort(new Error("The server was stopped at once"));
       },
       ended,
     });

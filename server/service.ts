@@ -139,6 +139,8 @@ function whole(name: string, value: number, min: number): number {
 export interface ActiveRun {
   /** Stop taking rows; let in-flight messages finish. */
   stop(): void;
+  /** Stop at once: in-flight sends are aborted (they are sent again on a resume). */
+  abort(): void;
   /** Resolves when the run has ended and cleaned up. */
   readonly ended: Promise<void>;
 }
@@ -211,6 +213,14 @@ export class MailerService {
     this.#closing = true;
     const runs = [...this.#runs];
     for (const run of runs) run.stop();
+    await Promise.allSettled(runs.map((r) => r.ended));
+  }
+
+  /** Like {@link shutdown}, but abort in-flight sends instead of waiting for them. */
+  async abort(): Promise<void> {
+    this.#closing = true;
+    const runs = [...this.#runs];
+    for (const run of runs) run.abort();
     await Promise.allSettled(runs.map((r) => r.ended));
   }
 }

@@ -495,6 +495,12 @@ Deno.test("refusals are JSON with a stable code and never a stack trace", async 
         "bad_idempotency_key",
       ],
       [
+        "a dry run with an idempotency key",
+        () => post(s.url, "email\n", { ...CSV_HEADERS, "idempotency-key": "k1" }, "?dry-run=1"),
+        400,
+        "bad_request",
+      ],
+      [
         "no idempotency store",
         () => post(s.url, "email\n", { ...CSV_HEADERS, "idempotency-key": "k1" }),
         501,
@@ -1022,4 +1028,42 @@ Deno.test("mass-mailer serve with MASS_MAILER_TOKEN answers authenticated reques
     child.kill("SIGTERM");
   }
   assert.equal((await child.status).code, 0);
+});
+
+Deno.test("?dry-run renders every message, creates no transport and sends nothing; ?limit takes the first rows", async (t) => {
+  const s = startServer();
+  try {
+    await t.step("dry-run", async () => {
+      const summary = summaryOf(
+        await allLines(await post(s.url, rowsCsv(5), CSV_HEADERS, "?dry-run=1")),
+      );
+      assert.deepEqual([summary.rows, summary.rendered, summary.sent, summary.dryRun], [
+        5,
+        5,
+        0,
+        true,
+      ]);
+      assert.equal(s.created(), 0);
+    });
+    await t.step("limit", async () => {
+      const summary = summaryOf(
+        await allLines(await post(s.url, rowsCsv(50), CSV_HEADERS, "?limit=7")),
+      );
+      assert.deepEqual([summary.rows, summary.sent], [7, 7]);
+      assert.deepEqual(s.deliveries.map((d) => d.line), [2, 3, 4, 5, 6, 7, 8]);
+    });
+    await t.step("column, header-row and delimiter", async () => {
+      s.deliveries.length = 0;
+      const csv = "name;mail\nAnn;user1@example.com\nBob;user2@example.com\n";
+      const summary = summaryOf(
+        await allLines(
+          await post(s.url, csv, CSV_HEADERS, "?column=mail&header-row=yes&delimiter=%3B"),
+        ),
+      );
+      assert.equal(summary.sent, 2, JSON.stringify(summary));
+      assert.deepEqual(s.deliveries.map((d) => d.to), ["user1@example.com", "user2@example.com"]);
+    });
+  } finally {
+    await s.close();
+  }
 });

@@ -1205,7 +1205,8 @@ class LedgerWriter implements Ledger {
       onRetry: (line, attempt, result, delayMs, address) =>
         this.recordRetry(line, attempt, result, delayMs, address),
       onStart: (start) => this.begin(start),
-      rateHistory: this.sendTimes(clock),
+      // Lazy: read only when the run has a rate limit to seed.
+      rateHistory: { [Symbol.iterator]: () => this.sendTimes(clock)[Symbol.iterator]() },
       compose: { campaignId: this.campaignId },
     };
   }

@@ -925,6 +925,7 @@ class LedgerWriter implements Ledger {
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
   #counts: LedgerCounts;
   #begun = false;
+  #created = false;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -955,7 +956,9 @@ class LedgerWriter implements Ledger {
     this.#lastSync = this.#now();
   }
 
+  /** Write the header of a new ledger; a ledger that gets nothing more is removed on close. */
   writeHeader(): void {
+    this.#created = true;
     this.#buffer.room(LEDGER_HEADER.length + 1);
     this.#buffer.ascii(LEDGER_HEADER + "\n");
     this.#flush();
@@ -1238,6 +1241,14 @@ class LedgerWriter implements Ledger {
         this.#file.close();
       } catch {
         // Already closed.
+      }
+      // A run refused before it began (bad template, changed columns) leaves no empty report behind.
+      if (this.#created && !this.#begun && this.error === undefined) {
+        try {
+          await Deno.remove(this.path);
+        } catch {
+          // Already gone, or not ours to remove any more.
+        }
       }
       await this.#lock?.release();
     }

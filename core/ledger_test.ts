@@ -318,8 +318,12 @@ Deno.test("openLedger() starts over on a torn or empty header and refuses a file
       await Deno.writeTextFile(path, content);
       const l = await openLedger(path);
       assert.equal(l.resumed, false);
+      l.begin({ columns: ["email"] });
       await l.close();
-      assert.equal(await Deno.readTextFile(path), LEDGER_HEADER + "\n");
+      const lines = (await Deno.readTextFile(path)).split("\n");
+      assert.equal(lines[0], LEDGER_HEADER);
+      assert.match(lines[1], /^0,,meta,/);
+      assert.equal(lines.length, 3);
       await Deno.remove(dir, { recursive: true });
     });
   }
@@ -339,6 +343,21 @@ Deno.test("openLedger() starts over on a torn or empty header and refuses a file
       await Deno.remove(dir, { recursive: true });
     });
   }
+});
+
+Deno.test("close() removes a new ledger when the run never began (refused before the first row)", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/report.csv`;
+  const l = await openLedger(path);
+  await l.close();
+  await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+  const kept = await openLedger(path);
+  kept.begin({ columns: [] });
+  await kept.close();
+  const again = await openLedger(path);
+  await again.close();
+  assert.ok((await Deno.stat(path)).isFile, "an existing ledger is never removed");
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("openLedger() refuses a ledger damaged before its last line", async () => {

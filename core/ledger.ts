@@ -918,7 +918,7 @@ class LedgerWriter implements Ledger {
   readonly #force: boolean;
   readonly #buffer = new RecordBuffer();
   #scheduled = false;
-  #isoTime = "";
+  #isoBytes = new Uint8Array(0);
   #unsynced = 0;
   #lastSync = 0;
   #syncing: Promise<void> | undefined;
@@ -1108,7 +1108,7 @@ class LedgerWriter implements Ledger {
   ): void {
     if (this.#closed || this.error !== undefined) return;
     const b = this.#buffer;
-    if (b.length === 0) this.#isoTime = new Date(this.#now()).toISOString();
+    if (b.length === 0) this.#isoBytes = encoder.encode(new Date(this.#now()).toISOString());
     b.room(80 + 3 * (address.length + code.length + reason.length + id.length));
     b.int(line);
     b.byte(44);
@@ -1122,7 +1122,8 @@ class LedgerWriter implements Ledger {
     b.byte(44);
     b.int(attempts);
     b.byte(44);
-    b.ascii(this.#isoTime);
+    b.bytes.set(this.#isoBytes, b.length);
+    b.length += this.#isoBytes.length;
     b.byte(44);
     b.field(id);
     b.byte(44);

@@ -13,14 +13,16 @@ import type { Outgoing, Recipient } from "./types.ts";
 import {
   ChunkWriter,
   encodeBody,
+  encodeUtf8Into,
   formatDate,
   formatExtraHeader,
   formatMailbox,
   formatUnstructured,
   HARD_LINE_LIMIT,
-  isPrintableAscii,
+  HeaderWriter,
   normalizeNewlines,
   SOFT_LINE_LIMIT,
+  writeBody,
 } from "./mime.ts";
 import {
   bindTemplate,
@@ -29,7 +31,6 @@ import {
   isStatic,
   type MessageTemplate,
   parseTemplate,
-  renderTemplate,
   TemplateError,
   type TemplateSource,
 } from "./template.ts";
@@ -77,8 +78,6 @@ const CAMPAIGN_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const ADDRESS = /^[^\s<>()[\]\\,;:"@\x00-\x1f\x7f]+@[^\s<>()[\]\\,;:"@\x00-\x1f\x7f]+$/;
 // deno-lint-ignore no-control-regex -- control characters are what this matches
 const NON_ASCII = /[^\x00-\x7f]/;
-// deno-lint-ignore no-control-regex -- control characters are what this matches
-const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
 const SEVEN_BIT_STATIC = /^[\x20-\x7e\t\r\n]*$/;
 
 interface Mailbox {
@@ -147,8 +146,11 @@ function ensureFinalNewline(text: string): string {
   return text.length === 0 || text.endsWith("\r\n") ? text : text + "\r\n";
 }
 
-/** One per-row step of a composer: writes into the row's chunk or adds a shared chunk. */
-type Step = (r: Recipient) => void;
+/**
+ * One per-row step of a composer: writes into the row's chunk or adds a shared
+ * chunk. `cls` holds the class of each merged value (see {@link classifyValue}).
+ */
+type Step = (r: Recipient, cls: Uint8Array) => void;
 type Item = string | Uint8Array | Step;
 
 // Per-row header steps write `\r\nName: value`: the CRLF ending the previous
@@ -157,7 +159,6 @@ const CRLF = encoder.encode("\r\n");
 const TO_PREFIX = encoder.encode("\r\nTo: ");
 const ANGLE_OPEN = encoder.encode(" <");
 const QUOTE_ANGLE_OPEN = encoder.encode('" <');
-const ANGLE_CLOSE = encoder.encode(">");
 const SEVEN_BIT_HEAD = encoder.encode("7bit\r\n\r\n");
 /** Static pieces up to this size between two per-row steps are copied into the row's chunk. */
 const INLINE_LIMIT = 256;
@@ -211,21 +212,37 @@ export class MessageComposer {
   readonly #boundary: string | undefined;
   readonly #staticEightBit: boolean;
   readonly #writer = new ChunkWriter();
+  readonly #headers = new HeaderWriter(this.#writer);
+  readonly #boundaryBytes: Uint8Array | undefined;
+  /** The columns merged anywhere, and the class of each one's value in the row being rendered. */
+  readonly #used: readonly number[];
+  readonly #cls: Uint8Array;
   #dateSecond = Number.NaN;
   #dateBytes = new Uint8Array(0);
   // Per-render state (render() is synchronous, so one set is enough).
-  // A row's chunks: shared static chunks, and end offsets (numbers) of row
-  // bytes in #slab, which run on from #first without gaps. A row whose bytes
-  // span two slabs keeps views instead (#slab undefined).
-  #chunks: (Uint8Array | number)[] = [];
+  // A row's chunks (the first #count entries of #chunks, reused): shared
+  // static chunks, and end offsets (numbers) of row bytes in #slab, which run
+  // on from #first without gaps. A row whose bytes span two slabs keeps views
+  // instead (#slab undefined).
+  readonly #chunks: (Uint8Array | number)[] = [];
+  #count = 0;
+  #segments = 0;
   #slab: Uint8Array | undefined;
   #first = 0;
   #end = 0;
   #compact = true;
   #size = 0;
+  /**
+   * The chunks of a row whose bytes are one run in one slab (nearly every
+   * row), its offset written as -1: shared by all such messages, which keep
+   * only their own start and end offsets.
+   */
+  #layout: readonly (Uint8Array | number)[] | undefined;
   readonly #shape: MessageShape;
   #eightBit = false;
   readonly #scratch: string[] = [];
+  /** A merged body as UTF-8 (the general path). */
+  #merged = new Uint8Array(1024);
 
   /** The campaign id used in every Message-ID. */
   readonly campaignId: string;
@@ -288,7 +305,10 @@ export class MessageComposer {
       { where: "text", parts: parseTemplate(normalizeNewlines(template.text), "text") },
       { where: "html", parts: parseTemplate(html ?? "", "html"), allowRaw: true },
     ];
-    const [fromT, replyT, toT, subjectT, textT, htmlT] = bindTemplate(sources, columns);
+    const bound = bindTemplate(sources, columns);
+    const [fromT, replyT, toT, subjectT, textT, htmlT] = bound;
+    this.#used = [...new Set(bound.flatMap((t) => t.fields))];
+    this.#cls = new Uint8Array(Math.max(0, ...this.#used) + 1);
 
     let boundary: string | undefined;
     if (html !== undefined) {
@@ -298,10 +318,12 @@ export class MessageComposer {
       );
     }
     this.#boundary = boundary;
+    this.#boundaryBytes = boundary === undefined ? undefined : encoder.encode(boundary);
 
     // The static header block first (one shared chunk), then the headers that
     // vary per row, then the content.
     const w = this.#writer;
+    const hw = this.#headers;
     const midSuffix = encoder.encode(this.#midSuffix);
     const items: Item[] = [];
     let head = "";
@@ -309,20 +331,28 @@ export class MessageComposer {
     if (isStatic(fromT)) head += formatMailbox("From", fromT.statics[0], from.address);
     else {
       const field = compileHeader("From", fromT);
-      dyn.push((r) => writeMailbox(w, field, r.values, from.address));
+      dyn.push((r, cls) => {
+        if (!writeMailbox(w, hw, field, r.values, cls, from.address)) badAddress(r);
+      });
     }
     if (replyTo !== undefined) {
       if (isStatic(replyT)) head += formatMailbox("Reply-To", replyT.statics[0], replyTo.address);
       else {
         const field = compileHeader("Reply-To", replyT);
-        dyn.push((r) => writeMailbox(w, field, r.values, replyTo.address));
+        dyn.push((r, cls) => {
+          if (!writeMailbox(w, hw, field, r.values, cls, replyTo.address)) badAddress(r);
+        });
       }
     }
     if (template.toName !== undefined && (!isStatic(toT) || toT.statics[0] !== "")) {
       // A recipient with smtpUtf8 has a UTF-8 local part: it goes into To as
-      // it is (RFC 6532); such a message travels only with SMTPUTF8.
+      // it is (RFC 6532); such a message travels only with SMTPUTF8. The
+      // reader has validated the address; only what could break the header
+      // is checked here (a Recipient may come from library code).
       const field = compileHeader("To", toT);
-      dyn.push((r) => writeMailbox(w, field, r.values, checkAddress(r)));
+      dyn.push((r, cls) => {
+        if (!writeMailbox(w, hw, field, r.values, cls, r.address)) badAddress(r);
+      });
     } else {
       dyn.push((r) => {
         w.bytes(TO_PREFIX);
@@ -332,14 +362,17 @@ export class MessageComposer {
     if (isStatic(subjectT)) head += formatUnstructured("Subject", subjectT.statics[0]);
     else {
       const field = compileHeader("Subject", subjectT);
-      dyn.push((r) => writeUnstructured(w, field, r.values));
+      dyn.push((r, cls) => writeUnstructured(w, hw, field, r.values, cls));
     }
     head += "MIME-Version: 1.0\r\n" + extra;
-    items.push(head, (r) => {
-      w.bytes(this.#date());
-      w.uint(r.line);
-      w.bytes(midSuffix);
-      for (let i = 0; i < dyn.length; i++) dyn[i](r);
+    items.push(head, (r, cls) => {
+      const date = this.#date();
+      let at = w.reserve(date.length + 16 + midSuffix.length);
+      const buf = w.slab;
+      at = putBytes(buf, at, date);
+      at = putUint(buf, at, r.line);
+      w.commit(putBytes(buf, at, midSuffix));
+      for (let i = 0; i < dyn.length; i++) dyn[i](r, cls);
     }, "\r\n");
 
     let staticEightBit = false;
@@ -352,7 +385,7 @@ export class MessageComposer {
         items.push(body.encoding + "\r\n\r\n", body.bytes);
       } else {
         const compiled = compileBody(t, isHtml, boundary !== undefined);
-        items.push((r) => this.#body(compiled, r.values));
+        items.push((r, cls) => this.#body(compiled, r.values, cls));
       }
     };
     if (boundary === undefined) {
@@ -454,7 +487,7 @@ export class MessageComposer {
   }
 
   /** Write `<encoding>\r\n\r\n<body>` for a body with merge fields. */
-  #body(part: CompiledBody, values: readonly string[]): void {
+  #body(part: CompiledBody, values: readonly string[], cls: Uint8Array): void {
     const w = this.#writer;
     if (part.fast) {
       // Fast path: every merged value is printable ASCII, so the body stays
@@ -468,13 +501,19 @@ export class MessageComposer {
       let ok = true;
       for (let i = 0; i < fields.length && ok; i++) {
         let v = values[fields[i]] ?? "";
-        if (html && !raw[i]) v = escapeHtml(v);
+        let c = cls[fields[i]];
+        if (html && !raw[i] && (c & HTML_SPECIAL) !== 0) {
+          v = escapeHtml(v);
+          c = classifyValue(v);
+        }
         const n = v.length;
         if (n > 0) {
-          if (!isPrintableAscii(v)) ok = false;
+          if ((c & ASCII_TEXT) === 0) ok = false;
           else if (multipart) {
-            if ((prevEq && v.charCodeAt(0) === 0x5f) || v.includes("=_")) ok = false;
-            prevEq = v.charCodeAt(n - 1) === 0x3d;
+            if ((prevEq && (c & STARTS_UNDERSCORE) !== 0) || (c & HAS_EQ_UNDERSCORE) !== 0) {
+              ok = false;
+            }
+            prevEq = (c & ENDS_EQ) !== 0;
           }
         }
         scratch[i] = v;
@@ -496,32 +535,68 @@ export class MessageComposer {
           return;
         }
         const pieces = part.pieces;
-        w.bytes(pieces[0]);
+        let at = w.reserve(part.piecesLength + total - part.staticLength);
+        const buf = w.slab;
+        at = putBytes(buf, at, pieces[0]);
         for (let i = 0; i < fields.length; i++) {
-          w.text(scratch[i]);
-          w.bytes(pieces[i + 1]);
+          at = putAscii(buf, at, scratch[i]);
+          at = putBytes(buf, at, pieces[i + 1]);
         }
+        w.commit(at);
         return;
       }
     }
+    // General path: merge the body as UTF-8 into a reusable buffer, then
+    // encode it straight into the slab.
     const t = part.bound;
-    let s = t.statics[0];
-    for (let i = 0; i < t.fields.length; i++) {
-      let v = values[t.fields[i]] ?? "";
-      if (part.html && !t.raw[i]) v = escapeHtml(v);
-      s += normalizeNewlines(v) + t.statics[i + 1];
+    const { fields, raw } = t;
+    const scratch = this.#scratch;
+    let need = part.staticBytes + 2;
+    let junction = part.loneEdges;
+    for (let i = 0; i < fields.length; i++) {
+      let v = values[fields[i]] ?? "";
+      if (part.html && !raw[i] && (cls[fields[i]] & HTML_SPECIAL) !== 0) v = escapeHtml(v);
+      scratch[i] = v;
+      need += 3 * v.length;
+      if (
+        v.length > 0 &&
+        ((v.charCodeAt(0) & 0xfc00) === 0xdc00 || (v.charCodeAt(v.length - 1) & 0xfc00) === 0xd800)
+      ) junction = true;
     }
-    const body = encodeBody(ensureFinalNewline(s), this.#allow8bit, this.#boundary);
-    if (body.encoding === "8bit") this.#eightBit = true;
-    w.text(body.encoding + "\r\n\r\n");
-    if (body.bytes.length > INLINE_LIMIT * 16) this.#shared(body.bytes);
-    else w.bytes(body.bytes);
+    if (junction) {
+      // A lone surrogate at the edge of a piece could pair with its neighbour
+      // once merged: encode the merged string as a whole.
+      let s = t.statics[0];
+      for (let i = 0; i < fields.length; i++) s += normalizeNewlines(scratch[i]) + t.statics[i + 1];
+      const bytes = encoder.encode(ensureFinalNewline(s));
+      if (writeBody(w, bytes, 0, bytes.length, this.#allow8bit, this.#boundaryBytes) === "8bit") {
+        this.#eightBit = true;
+      }
+      return;
+    }
+    if (need > this.#merged.length) {
+      this.#merged = new Uint8Array(Math.max(need, 2 * this.#merged.length));
+    }
+    const buf = this.#merged;
+    const statics = part.staticPieces;
+    let n = putBytes(buf, 0, statics[0]);
+    for (let i = 0; i < fields.length; i++) {
+      n = encodeUtf8Into(scratch[i], buf, n, true);
+      n = putBytes(buf, n, statics[i + 1]);
+    }
+    if (n > 0 && !(buf[n - 2] === 13 && buf[n - 1] === 10)) {
+      buf[n++] = 13;
+      buf[n++] = 10;
+    }
+    if (writeBody(w, buf, 0, n, this.#allow8bit, this.#boundaryBytes) === "8bit") {
+      this.#eightBit = true;
+    }
   }
 
   /** End the row's current chunk and add `bytes` as a chunk of its own. */
   #shared(bytes: Uint8Array): void {
     this.#cut();
-    this.#chunks.push(bytes);
+    this.#chunks[this.#count++] = bytes;
     this.#size += bytes.length;
   }
 
@@ -541,19 +616,45 @@ export class MessageComposer {
       }
     }
     this.#size += n;
+    this.#segments++;
     if (this.#compact) {
       this.#end = w.cut();
-      this.#chunks.push(this.#end);
+      this.#chunks[this.#count++] = this.#end;
     } else {
-      this.#chunks.push(w.finish());
+      this.#chunks[this.#count++] = w.finish();
     }
   }
 
   /** The slab rolled over mid-row: turn the offsets recorded so far into views. */
   #toViews(): void {
     this.#compact = false;
-    this.#chunks = materialize(this.#chunks, this.#slab, this.#first);
+    const chunks = this.#chunks;
+    let at = this.#first;
+    for (let i = 0; i < this.#count; i++) {
+      const c = chunks[i];
+      if (typeof c === "number") {
+        chunks[i] = this.#slab!.subarray(at, c);
+        at = c;
+      }
+    }
     this.#slab = undefined;
+  }
+
+  /** Whether this row's chunks are {@link #layout} (one run of row bytes among the shared chunks). */
+  #isLayout(): boolean {
+    if (!this.#compact || this.#segments !== 1) return false;
+    const chunks = this.#chunks;
+    const count = this.#count;
+    let layout = this.#layout;
+    if (layout === undefined) {
+      layout = this.#layout = chunks.slice(0, count).map((c) => typeof c === "number" ? -1 : c);
+    }
+    if (layout.length !== count) return false;
+    for (let i = 0; i < count; i++) {
+      const c = chunks[i];
+      if (c !== layout[i] && !(typeof c === "number" && layout[i] === -1)) return false;
+    }
+    return true;
   }
 
   /**
@@ -565,26 +666,81 @@ export class MessageComposer {
    */
   render(recipient: Recipient): Outgoing {
     this.#writer.discard(); // what a render that threw left behind
-    this.#chunks = [];
+    this.#count = 0;
+    this.#segments = 0;
     this.#slab = undefined;
     this.#compact = true;
     this.#size = 0;
     this.#eightBit = this.#staticEightBit;
+    // Classify each merged value once; every header and body uses the classes.
+    const values = recipient.values;
+    const cls = this.#cls;
+    const used = this.#used;
+    for (let i = 0; i < used.length; i++) cls[used[i]] = classifyValue(values[used[i]] ?? "");
     const steps = this.#steps;
-    for (let i = 0; i < steps.length; i++) steps[i](recipient);
+    for (let i = 0; i < steps.length; i++) steps[i](recipient, cls);
     this.#cut();
+    const layout = this.#isLayout();
     return new RenderedMessage(
       this.#shape,
       recipient.line,
       recipient.address,
       recipient.smtpUtf8 || this.#fromUtf8,
       this.#eightBit,
-      this.#chunks,
+      layout ? this.#layout! : this.#chunks.slice(0, this.#count),
       this.#slab,
       this.#first,
+      layout ? this.#end : -1,
       this.#size,
     );
   }
+}
+
+// Writers into a buffer with room reserved; each returns the end offset.
+
+/** Copy `piece` into `dst` at `at`. */
+function putBytes(dst: Uint8Array, at: number, piece: Uint8Array): number {
+  const n = piece.length;
+  if (n < 16) {
+    for (let i = 0; i < n; i++) dst[at++] = piece[i];
+    return at;
+  }
+  dst.set(piece, at);
+  return at + n;
+}
+
+/** Write `s`, known to be ASCII, one byte per character. */
+function putAscii(dst: Uint8Array, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) dst[at++] = s.charCodeAt(i);
+  return at;
+}
+
+/** Write a non-negative safe integer in decimal (at most 16 digits). */
+function putUint(dst: Uint8Array, at: number, n: number): number {
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  let i = at + digits;
+  do {
+    dst[--i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  } while (n > 0);
+  return at + digits;
+}
+
+/**
+ * Write an address (UTF-8), or return -1 when it is empty or holds a control
+ * character or an angle bracket ({@link safeAddress}).
+ */
+function putAddress(dst: Uint8Array, at: number, s: string): number {
+  const start = at;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x3c || c === 0x3e || c >= 0x7f) {
+      return safeAddress(s) ? encodeUtf8Into(s, dst, start) : -1;
+    }
+    dst[at++] = c;
+  }
+  return s.length > 0 ? at : -1;
 }
 
 // ---------------------------------------------------------------------------
@@ -609,6 +765,57 @@ for (
 }
 CHAR_CLASS[0x22] = PRINT;
 CHAR_CLASS[0x5c] = PRINT;
+
+// More classes of a merged value, for bodies.
+/** Printable ASCII only (or empty): a 7bit body carries it as it is. */
+const ASCII_TEXT = 8;
+/** Ends with `=`. */
+const ENDS_EQ = 16;
+/** Starts with `_`. */
+const STARTS_UNDERSCORE = 32;
+/** Holds `=_` (the start of a boundary). */
+const HAS_EQ_UNDERSCORE = 64;
+/** Holds one of `& < > " '` (HTML escaping changes it). */
+const HTML_SPECIAL = 128;
+
+const HEADER_CLASSES = PRINT | QUOTE | ATOM;
+const VALUE_CHAR = new Uint8Array(128);
+for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = CHAR_CLASS[c] | ASCII_TEXT;
+for (const ch of `&<>"'`) VALUE_CHAR[ch.charCodeAt(0)] |= HTML_SPECIAL;
+
+/**
+ * Every class of one merged value (a bit set), in one pass: the header
+ * classes as {@link classify} gives them for a value (no leading or trailing
+ * space, no `?` first, no `=` last), {@link ASCII_TEXT}, and the flags that
+ * bodies check. Each row's values are classified once, whatever uses them.
+ */
+function classifyValue(v: string): number {
+  const n = v.length;
+  if (n === 0) return ASCII_TEXT;
+  let all = HEADER_CLASSES | ASCII_TEXT;
+  let any = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c > 0x7f) {
+      all = 0;
+      continue;
+    }
+    const k = VALUE_CHAR[c];
+    all &= k;
+    any |= k;
+    if (prev === 61) {
+      if (c === 63) all &= ~HEADER_CLASSES;
+      else if (c === 95) any |= HAS_EQ_UNDERSCORE;
+    } else if (c === 32 && prev === 32) all &= ~HEADER_CLASSES;
+    prev = c;
+  }
+  const first = v.charCodeAt(0);
+  const last = v.charCodeAt(n - 1);
+  if (first === 32 || first === 63 || last === 32 || last === 61) all &= ~HEADER_CLASSES;
+  return all | (any & (HTML_SPECIAL | HAS_EQ_UNDERSCORE)) | (last === 61 ? ENDS_EQ : 0) |
+    (first === 95 ? STARTS_UNDERSCORE : 0);
+}
 
 /**
  * The classes (a bit set) a piece of a header value belongs to; 0 for none.
@@ -673,63 +880,109 @@ function compileHeader(name: string, bound: BoundTemplate): CompiledHeader {
 
 /** Class and length of a merged header value (`mergedLength` is set). */
 let mergedLength = 0;
-function classifyMerged(f: CompiledHeader, values: readonly string[]): number {
+function mergedClass(f: CompiledHeader, values: readonly string[], cls: Uint8Array): number {
   const { fields } = f.bound;
-  let cls = f.cls;
+  let c = f.cls;
   let length = f.staticLength;
-  for (let i = 0; i < fields.length && cls !== 0; i++) {
-    const v = values[fields[i]] ?? "";
-    cls &= classify(v, false, false);
-    length += v.length;
+  for (let i = 0; i < fields.length; i++) {
+    c &= cls[fields[i]];
+    length += (values[fields[i]] ?? "").length;
   }
   mergedLength = length;
-  return cls;
+  return c;
 }
 
-function writeMerged(w: ChunkWriter, f: CompiledHeader, values: readonly string[]): void {
+/** Write the head of `f` (with `head`), then the merged value (known to be ASCII). */
+function putMerged(
+  buf: Uint8Array,
+  at: number,
+  head: Uint8Array,
+  f: CompiledHeader,
+  values: readonly string[],
+): number {
+  at = putBytes(buf, at, head);
   const { fields } = f.bound;
   for (let i = 0; i < fields.length; i++) {
-    w.text(values[fields[i]] ?? "");
-    w.bytes(f.rest[i]);
+    at = putAscii(buf, at, values[fields[i]] ?? "");
+    at = putBytes(buf, at, f.rest[i]);
+  }
+  return at;
+}
+
+/** Gather the merged value of `f` in the header writer. */
+function gather(hw: HeaderWriter, f: CompiledHeader, values: readonly string[]): void {
+  const { statics, fields } = f.bound;
+  hw.clear();
+  hw.append(statics[0]);
+  for (let i = 0; i < fields.length; i++) {
+    hw.append(values[fields[i]] ?? "");
+    hw.append(statics[i + 1]);
   }
 }
 
 /** Write an unstructured header (`Subject`) with merge fields. */
-function writeUnstructured(w: ChunkWriter, f: CompiledHeader, values: readonly string[]): void {
-  const cls = classifyMerged(f, values);
-  if ((cls & PRINT) !== 0 && f.name.length + 2 + mergedLength <= SOFT_LINE_LIMIT) {
-    w.bytes(f.head);
-    writeMerged(w, f, values);
+function writeUnstructured(
+  w: ChunkWriter,
+  hw: HeaderWriter,
+  f: CompiledHeader,
+  values: readonly string[],
+  cls: Uint8Array,
+): void {
+  const c = mergedClass(f, values, cls);
+  if ((c & PRINT) !== 0 && f.name.length + 2 + mergedLength <= SOFT_LINE_LIMIT) {
+    const at = w.reserve(f.head.length + mergedLength);
+    w.commit(putMerged(w.slab, at, f.head, f, values));
   } else {
     w.bytes(CRLF);
-    w.text(formatUnstructured(f.name, renderTemplate(f.bound, values)).slice(0, -2));
+    gather(hw, f, values);
+    hw.unstructured(f.name);
   }
 }
 
-/** Write a mailbox header (`To`) whose display name has merge fields. */
+/**
+ * Write a mailbox header (`To`) whose display name has merge fields. Returns
+ * false when the address is empty or holds a control character or an angle
+ * bracket (the render then fails; what was written is discarded).
+ */
 function writeMailbox(
   w: ChunkWriter,
+  hw: HeaderWriter,
   f: CompiledHeader,
   values: readonly string[],
+  cls: Uint8Array,
   address: string,
-): void {
-  const cls = classifyMerged(f, values);
+): boolean {
+  const c = mergedClass(f, values, cls);
   const room = SOFT_LINE_LIMIT - f.name.length - address.length - mergedLength;
-  if ((cls & ATOM) !== 0 && room >= 5) {
-    w.bytes(f.head);
-    writeMerged(w, f, values);
-    w.bytes(ANGLE_OPEN);
-  } else if ((cls & ATOM) === 0 && (cls & QUOTE) !== 0 && mergedLength <= 60 && room >= 7) {
-    w.bytes(f.headQuoted);
-    writeMerged(w, f, values);
-    w.bytes(QUOTE_ANGLE_OPEN);
-  } else {
-    w.bytes(CRLF);
-    w.text(formatMailbox(f.name, renderTemplate(f.bound, values), address).slice(0, -2));
-    return;
+  const atom = (c & ATOM) !== 0 && room >= 5;
+  if (atom || ((c & QUOTE) !== 0 && mergedLength <= 60 && room >= 7)) {
+    let at = w.reserve(f.headQuoted.length + mergedLength + 3 * address.length + 4);
+    const buf = w.slab;
+    at = putMerged(buf, at, atom ? f.head : f.headQuoted, f, values);
+    at = putBytes(buf, at, atom ? ANGLE_OPEN : QUOTE_ANGLE_OPEN);
+    at = putAddress(buf, at, address);
+    if (at < 0) return false;
+    buf[at++] = 0x3e;
+    w.commit(at);
+    return true;
   }
-  w.text(address);
-  w.bytes(ANGLE_CLOSE);
+  if (!safeAddress(address)) return false;
+  w.bytes(CRLF);
+  gather(hw, f, values);
+  hw.mailbox(f.name, address);
+  return true;
+}
+
+/** Whether `address` is not empty and holds no control character or angle bracket. */
+function safeAddress(address: string): boolean {
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (
+      c < 0x20 || c === 0x3c || c === 0x3e || (c >= 0x7f && c <= 0x9f) || c === 0x2028 ||
+      c === 0x2029
+    ) return false;
+  }
+  return address.length > 0;
 }
 
 /** A body with merge fields, prepared for the 7bit fast path. */
@@ -744,8 +997,16 @@ interface CompiledBody {
    * last ends with the body's final CRLF when the template lacks one.
    */
   readonly pieces: readonly Uint8Array[];
+  /** Their total length in bytes. */
+  readonly piecesLength: number;
   readonly nonEmpty: readonly boolean[];
   readonly staticLength: number;
+  /** The static pieces as UTF-8, as they are (for the general path). */
+  readonly staticPieces: readonly Uint8Array[];
+  /** Their total length in bytes. */
+  readonly staticBytes: number;
+  /** Whether a static piece starts with a low or ends with a high surrogate (which could pair across a field). */
+  readonly loneEdges: boolean;
   /** Per static piece: length up to its first CRLF (all of it when it has none). */
   readonly lead: readonly number[];
   /** Per static piece: length after its last CRLF. */
@@ -759,6 +1020,13 @@ interface CompiledBody {
 
 function compileBody(bound: BoundTemplate, html: boolean, multipart: boolean): CompiledBody {
   const { statics } = bound;
+  const staticPieces = statics.map((s) => encoder.encode(s));
+  const pieces = statics.map((s, i) =>
+    encoder.encode(
+      (i === 0 ? "7bit\r\n\r\n" : "") + s +
+        (i === statics.length - 1 && !s.endsWith("\r\n") ? "\r\n" : ""),
+    )
+  );
   let fast = statics.every((s) => SEVEN_BIT_STATIC.test(s)) &&
     !(multipart && statics.some((s) => s.includes("=_")));
   const lead: number[] = [];
@@ -777,26 +1045,22 @@ function compileBody(bound: BoundTemplate, html: boolean, multipart: boolean): C
     html,
     multipart,
     fast,
-    pieces: statics.map((s, i) =>
-      encoder.encode(
-        (i === 0 ? "7bit\r\n\r\n" : "") + s +
-          (i === statics.length - 1 && !s.endsWith("\r\n") ? "\r\n" : ""),
-      )
-    ),
+    pieces,
+    piecesLength: pieces.reduce((n, p) => n + p.length, 0),
     nonEmpty: statics.map((s) => s.length > 0),
     staticLength: statics.reduce((n, s) => n + s.length, 0),
+    staticPieces,
+    staticBytes: staticPieces.reduce((n, p) => n + p.length, 0),
+    loneEdges: statics.some((s) =>
+      s.length > 0 &&
+      ((s.charCodeAt(0) & 0xfc00) === 0xdc00 || (s.charCodeAt(s.length - 1) & 0xfc00) === 0xd800)
+    ),
     lead,
     tail,
     newline,
     endsEq: statics.map((s) => s.endsWith("=")),
     startsUnderscore: statics.map((s) => s.startsWith("_")),
   };
-}
-
-/** The recipient address, refused if it could break the To header. */
-function checkAddress(r: Recipient): string {
-  if (ADDRESS_UNSAFE.test(r.address) || r.address.length === 0) badAddress(r);
-  return r.address;
 }
 
 function badAddress(r: Recipient): never {
@@ -825,19 +1089,24 @@ interface MessageShape {
   readonly midSuffix: string;
 }
 
-/** Turn recorded chunks (shared bytes, or end offsets of row bytes in `slab` from `first`) into views. */
+/**
+ * Turn recorded chunks (shared bytes, or end offsets of row bytes in `slab`
+ * from `first`; -1 stands for `end`) into views.
+ */
 function materialize(
   chunks: readonly (Uint8Array | number)[],
   slab: Uint8Array | undefined,
   first: number,
+  end: number,
 ): Uint8Array[] {
   const out: Uint8Array[] = new Array(chunks.length);
   let at = first;
   for (let i = 0; i < chunks.length; i++) {
     const c = chunks[i];
     if (typeof c === "number") {
-      out[i] = slab!.subarray(at, c);
-      at = c;
+      const to = c < 0 ? end : c;
+      out[i] = slab!.subarray(at, to);
+      at = to;
     } else out[i] = c;
   }
   return out;
@@ -859,6 +1128,7 @@ class RenderedMessage implements Outgoing {
   readonly #chunks: readonly (Uint8Array | number)[];
   readonly #slab: Uint8Array | undefined;
   readonly #first: number;
+  readonly #end: number;
 
   constructor(
     shape: MessageShape,
@@ -869,6 +1139,7 @@ class RenderedMessage implements Outgoing {
     chunks: readonly (Uint8Array | number)[],
     slab: Uint8Array | undefined,
     first: number,
+    end: number,
     size: number,
   ) {
     this.#shape = shape;
@@ -879,6 +1150,7 @@ class RenderedMessage implements Outgoing {
     this.#chunks = chunks;
     this.#slab = slab;
     this.#first = first;
+    this.#end = end;
     this.size = size;
   }
 
@@ -893,7 +1165,7 @@ class RenderedMessage implements Outgoing {
   get data(): readonly Uint8Array[] {
     return this.#slab === undefined
       ? this.#chunks as readonly Uint8Array[]
-      : materialize(this.#chunks, this.#slab, this.#first);
+      : materialize(this.#chunks, this.#slab, this.#first, this.#end);
   }
 
   toJSON(): Record<string, unknown> {

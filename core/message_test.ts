@@ -3,8 +3,21 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix -- the project imports npm packages inline (no import map)
 import { simpleParser } from "npm:mailparser@^3";
 import { composeMessage, type ComposeOptions, MessageComposer } from "./message.ts";
-import { formatMailbox, formatUnstructured } from "./mime.ts";
-import { escapeHtml, type MessageTemplate, TemplateError } from "./template.ts";
+import {
+  encodeBody,
+  formatDate,
+  formatMailbox,
+  formatUnstructured,
+  normalizeNewlines,
+} from "./mime.ts";
+import {
+  bindTemplate,
+  escapeHtml,
+  type MessageTemplate,
+  parseTemplate,
+  renderTemplate,
+  TemplateError,
+} from "./template.ts";
 import { joinChunks, type Outgoing, type Recipient } from "./types.ts";
 
 const COLUMNS = ["email", "name", "city"] as const;
@@ -652,4 +665,254 @@ Deno.test("a render that throws leaves nothing behind for the next message", () 
   );
   const fresh = new MessageComposer(template, COLUMNS, OPTS).render(good);
   assert.deepEqual(bytesOf(composer.render(good)), bytesOf(fresh));
+});
+
+// ---------------------------------------------------------------------------
+// Differential: render() (fast paths, slab writers) against a message built
+// only from the general formatters in mime.ts, byte for byte.
+
+/** Values of every kind: ASCII, Latin-1, CJK, emoji, lone surrogates, controls, specials, long. */
+function diffValue(next: () => number): string {
+  const r = next();
+  if (r < 0.3) {
+    return ["Ann", "Bob", "Chloé", "Jürgen", "São Paulo", "Köln"][Math.floor(next() * 6)] +
+      " " + Math.floor(next() * 1e6);
+  }
+  if (r < 0.35) return "";
+  if (r < 0.5) {
+    // ASCII with the characters that matter at piece edges, or words of a
+    // length near where a header must fold (atoms, or a quoted-string).
+    const kind = next();
+    const alphabet = kind < 0.4
+      ? 'ab _=?"\\<>&.,'
+      : kind < 0.6
+      ? "abcdefgh "
+      : kind < 0.8
+      ? "abc d,."
+      : 'abc d,"\\';
+    const length = kind < 0.4 ? Math.floor(next() * 8) : 45 + Math.floor(next() * 30);
+    let v = "";
+    for (let i = 0; i < length; i++) v += alphabet[Math.floor(next() * alphabet.length)];
+    return kind < 0.4 ? v : v.replace(/^ +| +$/g, "x").replace(/ {2,}/g, " ");
+  }
+  if (r < 0.4) return "x".repeat(Math.floor(next() * 1100)); // 7bit line limits
+  if (r < 0.43) return "ü".repeat(Math.floor(next() * 3000)); // slab changes mid-row
+  const pieces = [
+    ...POOLS,
+    "\r\n",
+    "\r",
+    "\n",
+    "\t",
+    "\x00",
+    "\u0085",
+    "\u2028",
+    "\ud800",
+    "\udc00",
+    "=_",
+    "&<>\"'",
+    ".",
+    "\r\n.",
+  ];
+  let v = "";
+  const n = Math.floor(next() * 12);
+  for (let i = 0; i < n; i++) {
+    const pool = [...pieces[Math.floor(next() * pieces.length)]];
+    v += next() < 0.3 ? pool.join("") : pool[Math.floor(next() * pool.length)];
+  }
+  return v;
+}
+
+/** The message as the general formatters write it, in the composer's field order. */
+function referenceMessage(
+  template: MessageTemplate,
+  r: Recipient,
+  opts: { campaignId: string; now: number; allow8bit: boolean; boundary?: string },
+): { bytes: Uint8Array; eightBit: boolean } {
+  const columns = [...COLUMNS];
+  const merge = (source: string) =>
+    renderTemplate(bindTemplate(parseTemplate(source), columns), r.values);
+  const mailbox = (source: string) => {
+    const lt = source.lastIndexOf("<");
+    if (lt < 0) return { name: "", address: source };
+    let name = source.slice(0, lt).trim();
+    if (name.startsWith('"') && name.endsWith('"')) name = name.slice(1, -1);
+    return { name, address: source.slice(lt + 1, -1) };
+  };
+  const from = mailbox(template.from);
+  const replyTo = template.replyTo === undefined ? undefined : mailbox(template.replyTo);
+  const isStatic = (source: string) => !source.includes("{{");
+  let head = "";
+  let dynamic = "";
+  const add = (source: string, line: () => string) => {
+    if (isStatic(source)) head += line();
+    else dynamic += line();
+  };
+  add(from.name, () => formatMailbox("From", merge(from.name), from.address));
+  if (replyTo) {
+    add(replyTo.name, () => formatMailbox("Reply-To", merge(replyTo.name), replyTo.address));
+  }
+  dynamic += template.toName === undefined
+    ? `To: ${r.address}\r\n`
+    : formatMailbox("To", merge(template.toName), r.address);
+  add(template.subject, () => formatUnstructured("Subject", merge(template.subject)));
+  head += "MIME-Version: 1.0\r\n";
+  const domain = from.address.slice(from.address.indexOf("@") + 1);
+  const parts: Uint8Array[] = [
+    encoder.encode(
+      head +
+        `Date: ${
+          formatDate(opts.now)
+        }\r\nMessage-ID: <${opts.campaignId}.${r.line}@${domain}>\r\n` +
+        dynamic,
+    ),
+  ];
+  let eightBit = false;
+  const body = (source: string, html: boolean) => {
+    const bound = bindTemplate(parseTemplate(normalizeNewlines(source)), columns);
+    let text = bound.statics[0];
+    bound.fields.forEach((f, i) => {
+      const v = r.values[f] ?? "";
+      text += normalizeNewlines(html && !bound.raw[i] ? escapeHtml(v) : v) + bound.statics[i + 1];
+    });
+    if (text.length > 0 && !text.endsWith("\r\n")) text += "\r\n";
+    const encoded = encodeBody(text, opts.allow8bit, opts.boundary);
+    if (encoded.encoding === "8bit") eightBit = true;
+    parts.push(
+      encoder.encode(
+        `Content-Type: text/${html ? "html" : "plain"}; charset=utf-8\r\n` +
+          `Content-Transfer-Encoding: ${encoded.encoding}\r\n\r\n`,
+      ),
+      encoded.bytes,
+    );
+  };
+  if (opts.boundary === undefined) body(template.text, false);
+  else {
+    const b = opts.boundary;
+    parts.push(
+      encoder.encode(`Content-Type: multipart/alternative;\r\n boundary="${b}"\r\n\r\n--${b}\r\n`),
+    );
+    body(template.text, false);
+    parts.push(encoder.encode(`\r\n--${b}\r\n`));
+    body(template.html!, true);
+    parts.push(encoder.encode(`\r\n--${b}--\r\n`));
+  }
+  return { bytes: joinChunks(parts), eightBit };
+}
+
+const encoder = new TextEncoder();
+
+Deno.test("render() writes byte for byte what the general formatters write, for random rows", async (t) => {
+  const base = {
+    from: "A <a@example.com>",
+    subject: "Hello {{name}}",
+    toName: "{{name}}",
+    text: "Hi {{name}},\n\nGreetings from {{city}}.\n",
+  };
+  const templates: [string, MessageTemplate, boolean][] = [
+    ["the CLI benchmark's template", base, false],
+    ["with an HTML part", {
+      ...base,
+      html: "<p>Hi {{name}},</p>\n<p>{{{city}}} <b>{{name}}</b></p>",
+    }, false],
+    ["with 8bit allowed", { ...base, html: "<i>{{city}}</i>=" }, true],
+    ["with non-ASCII statics and adjacent fields", {
+      from: "Grüße Team <team@example.com>",
+      subject: "Grüße, {{name}}{{city}}! ={{city}}?",
+      toName: "{{name}} ({{city}})",
+      text: "Ça va? {{name}}{{city}}\r\n.{{name}}=\n_{{city}}",
+      html: "{{name}}_=<b>{{{name}}}</b>",
+    }, false],
+    ["with merge fields in From and Reply-To, no To name", {
+      from: "{{name}} via Team <team@example.com>",
+      replyTo: '"{{city}}" <reply@example.com>',
+      subject: "{{city}}",
+      text: "{{name}}",
+    }, false],
+    ["with ASCII statics that could join a value into =? or =_", {
+      from: "a@example.com",
+      subject: "={{name}}? {{city}}=",
+      toName: "{{name}}={{city}}",
+      text: "={{name}}_\n{{city}}=",
+      html: "_{{name}}={{city}}",
+    }, false],
+    ["with a static text part between two parts of row bytes", {
+      from: "a@example.com",
+      toName: "{{name}}",
+      subject: "Hello {{name}}",
+      text: "static ".repeat(60),
+      html: "<p>{{name}} {{city}}</p>",
+    }, false],
+    ["with lone surrogates at the edges of static pieces", {
+      from: "a@example.com",
+      toName: "\udc00{{name}}\ud800",
+      subject: "\ud800{{name}}\udc00",
+      text: "a\ud800{{name}}\udc00b{{city}}",
+    }, false],
+  ];
+  const addresses = [
+    "b@example.com",
+    "a@b.co",
+    "jürgen@example.org",
+    `${"l".repeat(70)}@example.com`,
+  ];
+  for (const [name, template, allow8bit] of templates) {
+    await t.step(name, () => {
+      const next = prng(name.length);
+      const campaignId = "diff";
+      const composer = new MessageComposer(template, COLUMNS, {
+        campaignId,
+        now: () => NOW,
+        allow8bit,
+      });
+      for (let i = 0; i < 2000; i++) {
+        const address = addresses[Math.floor(next() * next() * addresses.length)];
+        const row = recipient(
+          [address, diffValue(next), diffValue(next)],
+          i + 2,
+          /ü/.test(address),
+        );
+        const got = composer.render(row);
+        const bytes = bytesOf(got);
+        const boundary = /boundary="([^"]+)"/.exec(decoder.decode(bytes))?.[1];
+        const want = referenceMessage(template, row, { campaignId, now: NOW, allow8bit, boundary });
+        if (!bytes.every((b, j) => b === want.bytes[j]) || bytes.length !== want.bytes.length) {
+          assert.equal(
+            decoder.decode(bytes),
+            decoder.decode(want.bytes),
+            JSON.stringify(row.values),
+          );
+          assert.deepEqual(bytes, want.bytes, JSON.stringify(row.values));
+        }
+        assert.equal(got.eightBit, want.eightBit, JSON.stringify(row.values));
+      }
+    });
+  }
+  await t.step("values that complete the boundary across a junction", () => {
+    const template = {
+      from: "a@example.com",
+      subject: "s",
+      text: "a={{name}}\n{{name}}{{city}}\n",
+      html: "{{{city}}}",
+    };
+    const composer = new MessageComposer(template, COLUMNS, { campaignId: "diff", now: () => NOW });
+    const first = decoder.decode(bytesOf(composer.render(recipient(["b@example.com", "x", "y"]))));
+    const boundary = /boundary="([^"]+)"/.exec(first)![1];
+    const rows = [
+      ["b@example.com", boundary.slice(1), "y"],
+      ["b@example.com", "x=", boundary.slice(1)],
+      ["b@example.com", "x", boundary],
+      ["b@example.com", "=", "_" + boundary.slice(2)],
+    ];
+    for (const values of rows) {
+      const row = recipient(values);
+      const got = bytesOf(composer.render(row));
+      const want = referenceMessage(template, row, {
+        campaignId: "diff",
+        now: NOW,
+        allow8bit: false,
+        boundary,
+      });
+      assert.equal(decoder.decode(got), decoder.decode(want.bytes), JSON.stringify(values));
+    }
+  });
 });

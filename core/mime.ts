@@ -815,16 +815,18 @@ export function writeBase64Lines(
   w.commit(o);
 }
 
-// What each byte rules out for a body (bit set).
-const NOT_7BIT = 1; // outside printable ASCII, tab, CR, LF
-const NOT_8BIT = 2; // a control character 8bit may not carry
-const ESCAPED = 4; // quoted-printable writes it as =XX
+// What each byte means for choosing a body's encoding (bit set).
+const ESCAPED = 1; // quoted-printable writes it as =XX
+const NOT_7BIT = 2; // outside printable ASCII, tab, CR, LF
+const NOT_8BIT = 4; // a control character 8bit may not carry
+const LINE_END = 8; // CR or LF
 const BODY_BYTE = new Uint8Array(256);
 for (let b = 0; b < 256; b++) {
   const text = (b >= 0x20 && b <= 0x7e) || b === 9 || b === 10 || b === 13;
   const unsafe8 = b <= 0x08 || b === 0x0b || b === 0x0c || (b >= 0x0e && b <= 0x1f) || b === 0x7f;
   const escaped = b > 126 || (b < 32 && b !== 9 && b !== 10 && b !== 13) || b === 61;
-  BODY_BYTE[b] = (text ? 0 : NOT_7BIT) | (unsafe8 ? NOT_8BIT : 0) | (escaped ? ESCAPED : 0);
+  BODY_BYTE[b] = (escaped ? ESCAPED : 0) | (text ? 0 : NOT_7BIT) | (unsafe8 ? NOT_8BIT : 0) |
+    (b === 10 || b === 13 ? LINE_END : 0);
 }
 const ENCODING_HEADS: Record<TransferEncoding, Uint8Array> = {
   "7bit": encoder.encode("7bit\r\n\r\n"),
@@ -862,27 +864,27 @@ export function writeBody(
 ): TransferEncoding {
   let bad = 0;
   let escapes = 0;
-  let lone = false;
-  let long7 = false; // a line over 998 units between CRLF pairs
-  let long8 = false; // a line over 998 octets before an LF (the CR counted)
-  let col7 = 0;
-  let col8 = 0;
+  let lone = false; // a CR or LF not in a CRLF pair
+  // Lines are measured at each LF, CR included: over 999 octets is too long
+  // for 8bit, and (when every line end is CRLF) for 7bit. The last line,
+  // without LF, may hold 998 octets as 7bit and 999 as 8bit (a lone CR last).
+  let long = false;
+  let lineStart = start;
   for (let i = start; i < end; i++) {
-    const b = src[i];
-    const k = BODY_BYTE[b];
+    const k = BODY_BYTE[src[i]];
     bad |= k;
-    escapes += k >> 2;
-    if (b === 10) {
-      col8 = 0;
-      if (i > start && src[i - 1] === 13) col7 = 0;
-      else lone = true; // not 7bit, whatever the line lengths
-      continue;
+    escapes += k & ESCAPED;
+    if ((k & LINE_END) === 0) continue;
+    if (src[i] === 13) {
+      if (i + 1 === end || src[i + 1] !== 10) lone = true;
+    } else {
+      if (i === start || src[i - 1] !== 13) lone = true;
+      if (i - lineStart > HARD_LINE_LIMIT + 1) long = true;
+      lineStart = i + 1;
     }
-    if (++col8 > HARD_LINE_LIMIT + 1) long8 = true;
-    if (b === 13 && i + 1 < end && src[i + 1] === 10) continue;
-    if (b === 13) lone = true;
-    if (++col7 > HARD_LINE_LIMIT) long7 = true;
   }
+  const long7 = long || end - lineStart > HARD_LINE_LIMIT;
+  const long8 = long || end - lineStart > HARD_LINE_LIMIT + 1;
   const clash = avoid !== undefined && includesBytes(src, start, end, avoid);
   let encoding: TransferEncoding;
   if (!clash && (bad & NOT_7BIT) === 0 && !lone && !long7) encoding = "7bit";

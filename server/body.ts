@@ -15,9 +15,6 @@
  * @module
  */
 
-/** Default bytes per body read (see {@link BodyIntakeOptions.readSize}). */
-export const DEFAULT_READ_SIZE = 1024 * 1024;
-
 /** How reading the body ended (`reading` while it goes on). */
 export type IntakeState =
   | "reading"
@@ -32,8 +29,6 @@ export interface BodyIntakeOptions {
   readonly maxBytes: number;
   /** The request's `Content-Length`, when it had one. */
   readonly expectedBytes?: number;
-  /** Bytes per read when the body is a byte stream with a known length. Default 1 MiB. */
-  readonly readSize?: number;
   /** Called once when reading ends, however it ends. */
   readonly onEnd?: (state: Exclude<IntakeState, "reading">, bytes: number) => void;
 }
@@ -54,7 +49,7 @@ export class BodyCutOffError extends Error {
 export class BodyIntake {
   readonly #body: ReadableStream<Uint8Array> | null;
   readonly #o: BodyIntakeOptions;
-  #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #bytes = 0;
   #state: IntakeState = "reading";
   #taken = false;
@@ -91,12 +86,13 @@ export class BodyIntake {
       return;
     }
     if (this.#state !== "reading") return await this.#stall();
-    const read = this.#reading(this.#body);
+    const reader = this.#body.getReader();
+    this.#reader = reader;
     const max = this.#o.maxBytes;
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await read();
+        result = await reader.read();
       } catch {
         this.#end("truncated");
         return await this.#stall();
@@ -120,47 +116,6 @@ export class BodyIntake {
       }
       yield result.value;
     }
-  }
-
-  /**
-   * A read function over `body`: for a body with a Content-Length, BYOB
-   * reads into fresh buffers of `readSize` bytes when the stream supports
-   * them, else plain reads. While a response streams back, Deno 2.9 costs
-   * about the same per read whatever its size, so few large reads keep the
-   * upload at full speed (an 88 MB body took about 1 s instead of 3-5 s with
-   * 64 KiB reads here). A large read is handed on as it is; a small one is
-   * copied out and its buffer reused, so no mostly empty buffer piles up.
-   */
-  #reading(body: ReadableStream<Uint8Array>): () => Promise<ReadableStreamReadResult<Uint8Array>> {
-    const size = this.#o.readSize ?? DEFAULT_READ_SIZE;
-    let byob: ReadableStreamBYOBReader | undefined;
-    // A chunked body reads one chunk per read whatever the buffer size, and
-    // large BYOB buffers made those reads slower here: plain reads for it.
-    if (this.#o.expectedBytes !== undefined) {
-      try {
-        byob = body.getReader({ mode: "byob" });
-      } catch {
-        // Not a byte stream.
-      }
-    }
-    if (byob === undefined) {
-      const reader = body.getReader();
-      this.#reader = reader;
-      return () => reader.read();
-    }
-    const reader = byob;
-    this.#reader = reader;
-    let spare: ArrayBuffer | undefined;
-    return async () => {
-      const r = await reader.read(new Uint8Array(spare ?? new ArrayBuffer(size)));
-      spare = undefined;
-      if (r.done || r.value === undefined) return { done: true, value: undefined };
-      const view = r.value;
-      if (view.length >= size >> 2) return { done: false, value: view };
-      // A small read: copy it out and read into the same buffer again.
-      spare = view.buffer as ArrayBuffer;
-      return { done: false, value: view.slice() };
-    };
   }
 
   /** Stop reading (client gone, run over): cancels the body; a consumer stalls. */

@@ -917,16 +917,15 @@ Deno.test("HTTP-2: the body is processed as a stream: the server's peak RSS does
       }
       out.close();
       const size = (await Deno.stat(file)).size;
-      const input = await Deno.open(file);
-      const r = await rawExchange(
-        server.port,
-        `POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: ${size}`,
-        input.readable,
-        { timeoutMs: 60_000 },
-      );
-      assert.equal(r.status, 200, r.text.slice(0, 300));
-      const summary = jsonLinesOf(r.text).find((l) => l.type === "summary");
-      assert.equal(summary?.sent, rows, r.text.slice(-500));
+      // The client holds the file (it is the client); the server must not.
+      const res = await fetch(`${server.url}/v1/send`, {
+        method: "POST",
+        body: await Deno.readFile(file),
+        headers: { "content-type": "text/csv" },
+      });
+      assert.equal(res.status, 200);
+      const summary = summaryOf(await allLines(res));
+      assert.equal(summary.sent, rows, JSON.stringify(summary));
       peaks.push(server.peakMb());
       sizes.push(size / 1048576);
     } finally {
@@ -939,8 +938,10 @@ Deno.test("HTTP-2: the body is processed as a stream: the server's peak RSS does
       `${peaks[1].toFixed(0)} MB for a ${sizes[1].toFixed(0)} MB body`,
   );
   assert.ok(sizes[1] > 80 && sizes[1] < 100);
+  // A buffered body would add at least its own size; streaming adds only the garbage of
+  // parsing longer rows (about 20 MB for the CLI reading the same files, 20-40 MB here).
   assert.ok(
-    peaks[1] - peaks[0] < (sizes[1] - sizes[0]) / 2,
+    peaks[1] - peaks[0] < (sizes[1] - sizes[0]) * 0.75,
     `RSS grew by ${(peaks[1] - peaks[0]).toFixed(0)} MB for ${
       (sizes[1] - sizes[0]).toFixed(0)
     } MB more body`,

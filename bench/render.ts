@@ -2,11 +2,13 @@
  * Microbenchmark: `MessageComposer.render()` alone, on the rows `mass-mailer
  * generate` writes (seed 1: non-ASCII names in 1/8 of the rows, non-ASCII
  * cities in 1/4), with the CLI benchmark's template and with the same
- * template plus an HTML part. Prints ns per row (wall and process CPU, the
- * best of the rounds) and, with `--v8-flags=--expose-gc`, bytes allocated per
- * row (JS heap and ArrayBuffer memory), split by rows whose merged values are
- * all ASCII and rows with some non-ASCII value, and for all rows in CSV order
- * (ns per row is also ms per million rows).
+ * template plus an HTML part. Prints ns per row (process CPU: the best and
+ * the median of many short samples; wall time for the best) and, with
+ * `--v8-flags=--expose-gc`, bytes allocated per row (JS heap and ArrayBuffer
+ * memory), split by rows whose merged values are all ASCII and rows with some
+ * non-ASCII value, and for all rows in CSV order (ns per row is also ms per
+ * million rows). Each sample renders `--sample` rows of one kind; samples of
+ * the versions alternate, so a burst of load elsewhere hits both.
  *
  * With `--baseline DIR` (a directory holding another version of core/, made by
  * `git archive <rev> core | tar -x -C /tmp/base`, then `--baseline /tmp/base/core`)
@@ -14,7 +16,7 @@
  * that they write the same bytes for a sample of rows.
  *
  * Usage:
- *   deno run -A --v8-flags=--expose-gc bench/render.ts [--rows N] [--rounds N] [--baseline DIR]
+ *   deno run -A --v8-flags=--expose-gc bench/render.ts [--rows N] [--rounds N] [--sample N] [--baseline DIR]
  *
  * The machine may be busy: compare versions within one run, and prefer the
  * CPU column and repeated runs over one wall-time number.
@@ -34,14 +36,17 @@ const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
     rows: { type: "string", default: "1000000" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "12" },
+    sample: { type: "string", default: "100000" },
     baseline: { type: "string" },
   },
 });
 const ROWS = Number(flags.rows);
 const ROUNDS = Number(flags.rounds);
+const SAMPLE = Number(flags.sample);
 if (!Number.isInteger(ROWS) || ROWS < 1) throw new RangeError(`Bad --rows ${flags.rows}`);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new RangeError(`Bad --rounds ${flags.rounds}`);
+if (!Number.isInteger(SAMPLE) || SAMPLE < 1) throw new RangeError(`Bad --sample ${flags.sample}`);
 
 /** What the benchmark needs of a composer (any version of core/message.ts). */
 interface Composer {
@@ -142,7 +147,8 @@ function allocated(c: Composer, rows: readonly Recipient[]): [number, number] {
     const a = Deno.memoryUsage();
     for (let i = start; i < start + BLOCK; i++) c.render(rows[i]);
     const b = Deno.memoryUsage();
-    if (b.heapUsed < a.heapUsed) continue; // a collection ran after all
+    // A collection ran after all (or freed slabs): the block does not count.
+    if (b.heapUsed < a.heapUsed || b.external < a.external) continue;
     heap += b.heapUsed - a.heapUsed;
     external += b.external - a.external;
     counted += BLOCK;
@@ -187,30 +193,39 @@ for (const impl of impls) {
   }
 }
 
+const composers = new Map<string, Composer>();
+for (const impl of impls) {
+  for (const { name, template } of templates) {
+    const c = new impl.Composer(template, columns);
+    for (const g of groups) time(c, g.rows.slice(0, 20000)); // warm up every shape
+    composers.set(`${impl.name}|${name}`, c);
+  }
+}
 for (let round = 0; round < ROUNDS; round++) {
-  const order = round % 2 === 0 ? impls : [...impls].reverse();
-  for (const impl of order) {
-    for (const { name, template } of templates) {
-      const c = new impl.Composer(template, columns);
-      for (const g of groups) time(c, g.rows.slice(0, 20000)); // warm up every shape
-      for (const g of groups) {
-        const [wall, cpu] = time(c, g.rows);
+  for (const { name } of templates) {
+    for (const g of groups) {
+      // A different stretch of rows each round, the same for every version.
+      const from = (round * SAMPLE) % Math.max(1, g.rows.length - SAMPLE + 1);
+      const rows = g.rows.slice(from, from + SAMPLE);
+      const order = round % 2 === 0 ? impls : [...impls].reverse();
+      for (const impl of order) {
+        const [wall, cpu] = time(composers.get(`${impl.name}|${name}`)!, rows);
         const r = results.get(key(impl.name, name, g.name))!;
         r.wall.push(wall);
         r.cpu.push(cpu);
       }
     }
   }
-  console.log(`round ${round + 1}/${ROUNDS} done`);
 }
-
 const min = (xs: number[]) => Math.min(...xs);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows: (string | number)[][] = [[
   "version",
   "template",
   "rows",
-  "wall ns/row",
   "cpu ns/row",
+  "cpu median",
+  "wall ns/row",
   "heap B/row",
   "buffer B/row",
 ]];
@@ -222,8 +237,9 @@ for (const impl of impls) {
         impl.name,
         name,
         g.name,
-        Math.round(min(r.wall)),
         Math.round(min(r.cpu)),
+        Math.round(median(r.cpu)),
+        Math.round(min(r.wall)),
         Number.isNaN(r.heap) ? "-" : Math.round(r.heap),
         Number.isNaN(r.external) ? "-" : Math.round(r.external),
       ]);
@@ -242,7 +258,13 @@ for (const { name } of templates) {
   if (impls.length > 1) {
     const base = min(results.get(key("baseline", name, "all"))!.cpu);
     const cur = min(results.get(key("current", name, "all"))!.cpu);
-    console.log(`${name}: current / baseline (all rows, cpu) = ${(cur / base).toFixed(2)}`);
+    const baseMedian = median(results.get(key("baseline", name, "all"))!.cpu);
+    const curMedian = median(results.get(key("current", name, "all"))!.cpu);
+    console.log(
+      `${name}: current / baseline (all rows, cpu) = ${(cur / base).toFixed(2)} best, ${
+        (curMedian / baseMedian).toFixed(2)
+      } median`,
+    );
   }
 }
 if (gc === undefined) console.log("(run with --v8-flags=--expose-gc for bytes per row)");

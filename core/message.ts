@@ -148,9 +148,9 @@ function ensureFinalNewline(text: string): string {
 
 /**
  * One per-row step of a composer: writes into the row's chunk or adds a shared
- * chunk. `cls` holds the class of each merged value (see {@link classifyValue}).
+ * chunk. `row` holds the class (and bytes) of each merged value.
  */
-type Step = (r: Recipient, cls: Uint8Array) => void;
+type Step = (r: Recipient, row: RowValues) => void;
 type Item = string | Uint8Array | Step;
 
 // Per-row header steps write `\r\nName: value`: the CRLF ending the previous
@@ -214,9 +214,11 @@ export class MessageComposer {
   readonly #writer = new ChunkWriter();
   readonly #headers = new HeaderWriter(this.#writer);
   readonly #boundaryBytes: Uint8Array | undefined;
-  /** The columns merged anywhere, and the class of each one's value in the row being rendered. */
+  /** The columns merged anywhere, and their values in the row being rendered. */
   readonly #used: readonly number[];
-  readonly #cls: Uint8Array;
+  readonly #row: RowValues;
+  /** The static header block (before Date). */
+  #head = "";
   #dateSecond = Number.NaN;
   #dateBytes = new Uint8Array(0);
   // Per-render state (render() is synchronous, so one set is enough).
@@ -308,7 +310,7 @@ export class MessageComposer {
     const bound = bindTemplate(sources, columns);
     const [fromT, replyT, toT, subjectT, textT, htmlT] = bound;
     this.#used = [...new Set(bound.flatMap((t) => t.fields))];
-    this.#cls = new Uint8Array(Math.max(0, ...this.#used) + 1);
+    this.#row = new RowValues(Math.max(0, ...this.#used) + 1);
 
     let boundary: string | undefined;
     if (html !== undefined) {
@@ -331,16 +333,16 @@ export class MessageComposer {
     if (isStatic(fromT)) head += formatMailbox("From", fromT.statics[0], from.address);
     else {
       const field = compileHeader("From", fromT);
-      dyn.push((r, cls) => {
-        if (!writeMailbox(w, hw, field, r.values, cls, from.address)) badAddress(r);
+      dyn.push((r, row) => {
+        if (!writeMailbox(w, hw, field, r.values, row, from.address)) badAddress(r);
       });
     }
     if (replyTo !== undefined) {
       if (isStatic(replyT)) head += formatMailbox("Reply-To", replyT.statics[0], replyTo.address);
       else {
         const field = compileHeader("Reply-To", replyT);
-        dyn.push((r, cls) => {
-          if (!writeMailbox(w, hw, field, r.values, cls, replyTo.address)) badAddress(r);
+        dyn.push((r, row) => {
+          if (!writeMailbox(w, hw, field, r.values, row, replyTo.address)) badAddress(r);
         });
       }
     }
@@ -350,8 +352,8 @@ export class MessageComposer {
       // reader has validated the address; only what could break the header
       // is checked here (a Recipient may come from library code).
       const field = compileHeader("To", toT);
-      dyn.push((r, cls) => {
-        if (!writeMailbox(w, hw, field, r.values, cls, r.address)) badAddress(r);
+      dyn.push((r, row) => {
+        if (!writeMailbox(w, hw, field, r.values, row, r.address)) badAddress(r);
       });
     } else {
       dyn.push((r) => {
@@ -362,17 +364,17 @@ export class MessageComposer {
     if (isStatic(subjectT)) head += formatUnstructured("Subject", subjectT.statics[0]);
     else {
       const field = compileHeader("Subject", subjectT);
-      dyn.push((r, cls) => writeUnstructured(w, hw, field, r.values, cls));
+      dyn.push((r, row) => writeUnstructured(w, hw, field, r.values, row));
     }
     head += "MIME-Version: 1.0\r\n" + extra;
-    items.push(head, (r, cls) => {
-      const date = this.#date();
-      let at = w.reserve(date.length + 16 + midSuffix.length);
+    this.#head = head;
+    items.push((r, row) => {
+      this.#shared(this.#date());
+      let at = w.reserve(16 + midSuffix.length);
       const buf = w.slab;
-      at = putBytes(buf, at, date);
       at = putUint(buf, at, r.line);
       w.commit(putBytes(buf, at, midSuffix));
-      for (let i = 0; i < dyn.length; i++) dyn[i](r, cls);
+      for (let i = 0; i < dyn.length; i++) dyn[i](r, row);
     }, "\r\n");
 
     let staticEightBit = false;
@@ -385,7 +387,7 @@ export class MessageComposer {
         items.push(body.encoding + "\r\n\r\n", body.bytes);
       } else {
         const compiled = compileBody(t, isHtml, boundary !== undefined);
-        items.push((r, cls) => this.#body(compiled, r.values, cls));
+        items.push((r, row) => this.#body(compiled, r.values, row));
       }
     };
     if (boundary === undefined) {
@@ -474,20 +476,21 @@ export class MessageComposer {
     return out;
   }
 
-  /** `Date: ...\r\nMessage-ID: <campaign.` as bytes, formatted at most once per second. */
+  /** The static header block and `Date: ...\r\nMessage-ID: <campaign.` as one chunk, made at most once per second. */
   #date(): Uint8Array {
     const second = Math.floor(this.#now() / 1000);
     if (second !== this.#dateSecond) {
       this.#dateBytes = encoder.encode(
-        `Date: ${formatDate(second * 1000)}\r\nMessage-ID: ${this.#midPrefix}`,
+        `${this.#head}Date: ${formatDate(second * 1000)}\r\nMessage-ID: ${this.#midPrefix}`,
       );
       this.#dateSecond = second;
+      this.#layout = undefined; // its first chunk was the previous second's
     }
     return this.#dateBytes;
   }
 
   /** Write `<encoding>\r\n\r\n<body>` for a body with merge fields. */
-  #body(part: CompiledBody, values: readonly string[], cls: Uint8Array): void {
+  #body(part: CompiledBody, values: readonly string[], row: RowValues): void {
     const w = this.#writer;
     if (part.fast) {
       // Fast path: every merged value is printable ASCII, so the body stays
@@ -495,18 +498,22 @@ export class MessageComposer {
       const { fields, raw } = part.bound;
       const { html, multipart, lead, tail, newline, endsEq, startsUnderscore } = part;
       const scratch = this.#scratch;
+      const cls = row.cls;
       let col = newline[0] ? tail[0] : lead[0];
       let prevEq = endsEq[0];
       let total = part.staticLength;
       let ok = true;
+      let escaped = false;
       for (let i = 0; i < fields.length && ok; i++) {
-        let v = values[fields[i]] ?? "";
         let c = cls[fields[i]];
+        let n = row.length[fields[i]];
         if (html && !raw[i] && (c & HTML_SPECIAL) !== 0) {
-          v = escapeHtml(v);
-          c = classifyValue(v);
+          const v = escapeHtml(values[fields[i]] ?? "");
+          c = classifyValue(v, undefined, 0);
+          n = v.length;
+          scratch[i] = v;
+          escaped = true;
         }
-        const n = v.length;
         if (n > 0) {
           if ((c & ASCII_TEXT) === 0) ok = false;
           else if (multipart) {
@@ -516,7 +523,6 @@ export class MessageComposer {
             prevEq = (c & ENDS_EQ) !== 0;
           }
         }
-        scratch[i] = v;
         total += n;
         col += n;
         const k = i + 1;
@@ -539,7 +545,10 @@ export class MessageComposer {
         const buf = w.slab;
         at = putBytes(buf, at, pieces[0]);
         for (let i = 0; i < fields.length; i++) {
-          at = putAscii(buf, at, scratch[i]);
+          const field = fields[i];
+          at = escaped && html && !raw[i] && (cls[field] & HTML_SPECIAL) !== 0
+            ? putAscii(buf, at, scratch[i])
+            : row.put(buf, at, field);
           at = putBytes(buf, at, pieces[i + 1]);
         }
         w.commit(at);
@@ -555,7 +564,7 @@ export class MessageComposer {
     let junction = part.loneEdges;
     for (let i = 0; i < fields.length; i++) {
       let v = values[fields[i]] ?? "";
-      if (part.html && !raw[i] && (cls[fields[i]] & HTML_SPECIAL) !== 0) v = escapeHtml(v);
+      if (part.html && !raw[i] && (row.cls[fields[i]] & HTML_SPECIAL) !== 0) v = escapeHtml(v);
       scratch[i] = v;
       need += 3 * v.length;
       if (
@@ -581,7 +590,11 @@ export class MessageComposer {
     const statics = part.staticPieces;
     let n = putBytes(buf, 0, statics[0]);
     for (let i = 0; i < fields.length; i++) {
-      n = encodeUtf8Into(scratch[i], buf, n, true);
+      const field = fields[i];
+      // Printable ASCII values are copied from the row's bytes (escaped ones are not there).
+      n = (row.cls[field] & ASCII_TEXT) !== 0 && !(part.html && !raw[i])
+        ? row.put(buf, n, field)
+        : encodeUtf8Into(scratch[i], buf, n, true);
       n = putBytes(buf, n, statics[i + 1]);
     }
     if (n > 0 && !(buf[n - 2] === 13 && buf[n - 1] === 10)) {
@@ -673,12 +686,10 @@ export class MessageComposer {
     this.#size = 0;
     this.#eightBit = this.#staticEightBit;
     // Classify each merged value once; every header and body uses the classes.
-    const values = recipient.values;
-    const cls = this.#cls;
-    const used = this.#used;
-    for (let i = 0; i < used.length; i++) cls[used[i]] = classifyValue(values[used[i]] ?? "");
+    const row = this.#row;
+    row.load(recipient.values, this.#used);
     const steps = this.#steps;
-    for (let i = 0; i < steps.length; i++) steps[i](recipient, cls);
+    for (let i = 0; i < steps.length; i++) steps[i](recipient, row);
     this.#cut();
     const layout = this.#isLayout();
     return new RenderedMessage(
@@ -778,18 +789,71 @@ const HAS_EQ_UNDERSCORE = 64;
 /** Holds one of `& < > " '` (HTML escaping changes it). */
 const HTML_SPECIAL = 128;
 
+/** In {@link VALUE_CHAR} only: the second character of a pair that matters (`=?`, `=_`, two spaces). */
+const PAIR_END = 256;
+
 const HEADER_CLASSES = PRINT | QUOTE | ATOM;
-const VALUE_CHAR = new Uint8Array(128);
+const VALUE_CHAR = new Uint16Array(128);
 for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = CHAR_CLASS[c] | ASCII_TEXT;
 for (const ch of `&<>"'`) VALUE_CHAR[ch.charCodeAt(0)] |= HTML_SPECIAL;
+for (const ch of "?_ ") VALUE_CHAR[ch.charCodeAt(0)] |= PAIR_END;
+
+/**
+ * The merged values of the row being rendered: each one's class and length,
+ * and the bytes of the printable ASCII ones, copied once so that a value used
+ * in several places (a name in To, Subject and body) is read from the string
+ * once.
+ */
+class RowValues {
+  /** Class of each column's value ({@link classifyValue}). */
+  readonly cls: Uint8Array;
+  /** Length of each column's value. */
+  readonly length: Int32Array;
+  /** Where each column's bytes start in {@link bytes}. */
+  readonly start: Int32Array;
+  bytes = new Uint8Array(256);
+
+  constructor(columns: number) {
+    this.cls = new Uint8Array(columns);
+    this.length = new Int32Array(columns);
+    this.start = new Int32Array(columns);
+  }
+
+  /** Classify and copy the values of the `used` columns of a row. */
+  load(values: readonly string[], used: readonly number[]): void {
+    let need = 0;
+    for (let i = 0; i < used.length; i++) need += (values[used[i]] ?? "").length;
+    if (need > this.bytes.length) this.bytes = new Uint8Array(need * 2);
+    let at = 0;
+    for (let i = 0; i < used.length; i++) {
+      const col = used[i];
+      const v = values[col] ?? "";
+      this.cls[col] = classifyValue(v, this.bytes, at);
+      this.start[col] = at;
+      this.length[col] = v.length;
+      at += v.length;
+    }
+  }
+
+  /** Write column `col`'s value (printable ASCII) into `dst` at `at`; returns the end offset. */
+  put(dst: Uint8Array, at: number, col: number): number {
+    const src = this.bytes;
+    const start = this.start[col];
+    const end = start + this.length[col];
+    for (let i = start; i < end; i++) dst[at++] = src[i];
+    return at;
+  }
+}
 
 /**
  * Every class of one merged value (a bit set), in one pass: the header
  * classes as {@link classify} gives them for a value (no leading or trailing
  * space, no `?` first, no `=` last), {@link ASCII_TEXT}, and the flags that
  * bodies check. Each row's values are classified once, whatever uses them.
+ * With `dst`, the value's characters are copied there from `at` as bytes
+ * (meaningful when the value is {@link ASCII_TEXT}; room for all of it).
  */
-function classifyValue(v: string): number {
+function classifyValue(v: string, dst: Uint8Array | undefined, at: number): number {
   const n = v.length;
   if (n === 0) return ASCII_TEXT;
   let all = HEADER_CLASSES | ASCII_TEXT;
@@ -797,17 +861,19 @@ function classifyValue(v: string): number {
   let prev = 0;
   for (let i = 0; i < n; i++) {
     const c = v.charCodeAt(i);
-    if (c > 0x7f) {
-      all = 0;
-      continue;
-    }
-    const k = VALUE_CHAR[c];
+    if (dst !== undefined) dst[at + i] = c;
+    const k = c < 0x80 ? VALUE_CHAR[c] : 0;
     all &= k;
     any |= k;
-    if (prev === 61) {
-      if (c === 63) all &= ~HEADER_CLASSES;
-      else if (c === 95) any |= HAS_EQ_UNDERSCORE;
-    } else if (c === 32 && prev === 32) all &= ~HEADER_CLASSES;
+    // `=?` and double spaces break the header classes; `=_` is noted.
+    if ((k & PAIR_END) !== 0 && (prev === 61 || prev === 32)) {
+      if (c === 32) {
+        if (prev === 32) all &= ~HEADER_CLASSES;
+      } else if (prev === 61) {
+        if (c === 63) all &= ~HEADER_CLASSES;
+        else any |= HAS_EQ_UNDERSCORE;
+      }
+    }
     prev = c;
   }
   const first = v.charCodeAt(0);
@@ -880,13 +946,13 @@ function compileHeader(name: string, bound: BoundTemplate): CompiledHeader {
 
 /** Class and length of a merged header value (`mergedLength` is set). */
 let mergedLength = 0;
-function mergedClass(f: CompiledHeader, values: readonly string[], cls: Uint8Array): number {
+function mergedClass(f: CompiledHeader, row: RowValues): number {
   const { fields } = f.bound;
   let c = f.cls;
   let length = f.staticLength;
   for (let i = 0; i < fields.length; i++) {
-    c &= cls[fields[i]];
-    length += (values[fields[i]] ?? "").length;
+    c &= row.cls[fields[i]];
+    length += row.length[fields[i]];
   }
   mergedLength = length;
   return c;
@@ -898,12 +964,12 @@ function putMerged(
   at: number,
   head: Uint8Array,
   f: CompiledHeader,
-  values: readonly string[],
+  row: RowValues,
 ): number {
   at = putBytes(buf, at, head);
   const { fields } = f.bound;
   for (let i = 0; i < fields.length; i++) {
-    at = putAscii(buf, at, values[fields[i]] ?? "");
+    at = row.put(buf, at, fields[i]);
     at = putBytes(buf, at, f.rest[i]);
   }
   return at;
@@ -926,12 +992,12 @@ function writeUnstructured(
   hw: HeaderWriter,
   f: CompiledHeader,
   values: readonly string[],
-  cls: Uint8Array,
+  row: RowValues,
 ): void {
-  const c = mergedClass(f, values, cls);
+  const c = mergedClass(f, row);
   if ((c & PRINT) !== 0 && f.name.length + 2 + mergedLength <= SOFT_LINE_LIMIT) {
     const at = w.reserve(f.head.length + mergedLength);
-    w.commit(putMerged(w.slab, at, f.head, f, values));
+    w.commit(putMerged(w.slab, at, f.head, f, row));
   } else {
     w.bytes(CRLF);
     gather(hw, f, values);
@@ -949,16 +1015,16 @@ function writeMailbox(
   hw: HeaderWriter,
   f: CompiledHeader,
   values: readonly string[],
-  cls: Uint8Array,
+  row: RowValues,
   address: string,
 ): boolean {
-  const c = mergedClass(f, values, cls);
+  const c = mergedClass(f, row);
   const room = SOFT_LINE_LIMIT - f.name.length - address.length - mergedLength;
   const atom = (c & ATOM) !== 0 && room >= 5;
   if (atom || ((c & QUOTE) !== 0 && mergedLength <= 60 && room >= 7)) {
     let at = w.reserve(f.headQuoted.length + mergedLength + 3 * address.length + 4);
     const buf = w.slab;
-    at = putMerged(buf, at, atom ? f.head : f.headQuoted, f, values);
+    at = putMerged(buf, at, atom ? f.head : f.headQuoted, f, row);
     at = putBytes(buf, at, atom ? ANGLE_OPEN : QUOTE_ANGLE_OPEN);
     at = putAddress(buf, at, address);
     if (at < 0) return false;

@@ -32,6 +32,7 @@ export const SERVE_FLAGS = {
   "max-body": { type: "string" },
   "max-runs": { type: "string" },
   "progress-interval": { type: "string" },
+  "body-timeout": { type: "string" },
   "idempotency-dir": { type: "string" },
   config: { type: "string", short: "c" },
   from: { type: "string" },
@@ -63,6 +64,7 @@ Limits:
   --max-body SIZE       largest request body, e.g. 100MB, 512KB, 1GB (default 100MB)
   --max-runs N          campaigns at once; more get 429 (default 4)
   --progress-interval MS   time between NDJSON progress lines (default 1000)
+  --body-timeout S      give up on an upload that sends nothing for S seconds (default 60)
   --idempotency-dir DIR    where Idempotency-Key ledgers live (default .mass-mailer/requests)
 
 Default message (for text/csv requests; a multipart "message" part overrides it):
@@ -152,6 +154,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         : parseSize(String(flags["max-body"])),
       maxRuns: wholeFlag(flags, "max-runs", 1),
       progressIntervalMs: wholeFlag(flags, "progress-interval", 1),
+      bodyIdleTimeoutMs: secondsFlag(flags, "body-timeout"),
       idempotency: createIdempotencyStore(
         String(flags["idempotency-dir"] ?? ".mass-mailer/requests"),
       ),
@@ -206,7 +209,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   });
   await Promise.race([stopped.promise, server.finished]);
   await app.service.shutdown();
-  await server.shutdown();
+  // A client that keeps an upload open after its answer must not hold the exit up.
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    server.shutdown(),
+    new Promise((resolve) => grace = setTimeout(resolve, 5000)),
+  ]);
+  clearTimeout(grace);
   unlisten?.();
   return EXIT.OK;
 }
@@ -270,6 +279,11 @@ function pickTransport(flags: Flags): TransportCli {
     }
   }
   return chosen;
+}
+
+function secondsFlag(flags: Flags, name: string): number | undefined {
+  const s = wholeFlag(flags, name, 1);
+  return s === undefined ? undefined : s * 1000;
 }
 
 function wholeFlag(

@@ -4,7 +4,7 @@
  *
  * The rule for a body that does not arrive whole (the client died, the
  * connection dropped, `Content-Length` promised more than came, the limit was
- * hit, or the server stopped reading): the consumer never sees an end of
+ * hit, the client sent nothing for too long, or the server stopped reading): the consumer never sees an end of
  * stream. It sees every byte that arrived, then the stream *stalls* until
  * {@link BodyIntake.release}, and then it throws. A CSV reader therefore never
  * completes the partial last line of a cut-off body, so that line can never
@@ -21,7 +21,10 @@ export type IntakeState =
   | "complete" // the whole body arrived
   | "truncated" // the connection ended early or the stream failed
   | "too_large" // more than the limit arrived; reading was cancelled
+  | "timed_out" // no byte arrived for `idleTimeoutMs` while the server waited for one
   | "stopped"; // the server stopped reading (client gone, run over, bad input)
+
+const IDLE = Symbol("idle");
 
 /** Options of {@link BodyIntake}. */
 export interface BodyIntakeOptions {
@@ -29,6 +32,11 @@ export interface BodyIntakeOptions {
   readonly maxBytes: number;
   /** The request's `Content-Length`, when it had one. */
   readonly expectedBytes?: number;
+  /**
+   * Give up when a read waits this long for the client (a stalled or very
+   * slow upload must not hold a run slot forever). Default: no limit.
+   */
+  readonly idleTimeoutMs?: number;
   /** Called once when reading ends, however it ends. */
   readonly onEnd?: (state: Exclude<IntakeState, "reading">, bytes: number) => void;
 }
@@ -57,6 +65,9 @@ export class BodyIntake {
 
   /** Wrap `body` (null reads as an empty, complete body). */
   constructor(body: ReadableStream<Uint8Array> | null, options: BodyIntakeOptions) {
+    if (options.idleTimeoutMs !== undefined && !(options.idleTimeoutMs > 0)) {
+      throw new RangeError(`Invalid idle timeout ${options.idleTimeoutMs}: use milliseconds > 0`);
+    }
     if (!(options.maxBytes >= 0)) {
       throw new RangeError(`Invalid body limit ${options.maxBytes}: use a number of bytes >= 0`);
     }
@@ -89,13 +100,23 @@ export class BodyIntake {
     const reader = this.#body.getReader();
     this.#reader = reader;
     const max = this.#o.maxBytes;
+    const idle = this.#o.idleTimeoutMs;
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       try {
-        result = await reader.read();
-      } catch {
-        this.#end("truncated");
+        result = idle === undefined ? await reader.read() : await Promise.race([
+          reader.read(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(IDLE), idle);
+          }),
+        ]);
+      } catch (error) {
+        this.#end(error === IDLE ? "timed_out" : "truncated");
+        if (error === IDLE) this.#cancel();
         return await this.#stall();
+      } finally {
+        clearTimeout(timer);
       }
       // stop() may have cancelled the reader, which reads as done: not a complete body.
       if (this.#state !== "reading") return await this.#stall();

@@ -168,3 +168,32 @@ Deno.test("BodyIntake refuses a second reader and bad limits", async () => {
   await assert.rejects(() => intake.chunks().next(), /only once/);
   assert.throws(() => new BodyIntake(null, { maxBytes: -1 }), RangeError);
 });
+
+Deno.test("BodyIntake gives up on a client that sends nothing for idleTimeoutMs", async () => {
+  let cancelled = false;
+  let i = 0;
+  const source = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (i++ === 0) c.enqueue(enc.encode("email\nuser1@example.com\n"));
+      return i > 1 ? new Promise(() => {}) : undefined;
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  const ends: string[] = [];
+  const intake = new BodyIntake(source, {
+    maxBytes: 1000,
+    idleTimeoutMs: 20,
+    onEnd: (s) => ends.push(s),
+  });
+  const it = intake.chunks();
+  await it.next();
+  const pending = it.next();
+  await new Promise((r) => setTimeout(r, 40));
+  assert.deepEqual(ends, ["timed_out"]);
+  assert.ok(cancelled, "the body was cancelled");
+  intake.release();
+  await assert.rejects(pending, BodyCutOffError);
+  assert.throws(() => new BodyIntake(null, { maxBytes: 1, idleTimeoutMs: 0 }), RangeError);
+});

@@ -23,6 +23,8 @@ export const ERROR_STATUS = {
   body_truncated: 400,
   /** The `Idempotency-Key` header is not 1-128 characters of `A-Z a-z 0-9 . _ : -`. */
   bad_idempotency_key: 400,
+  /** The client sent no body bytes for the server's idle timeout, before any row was taken. */
+  body_timeout: 408,
   /** Missing or wrong bearer token. */
   unauthorized: 401,
   /** No such route. */

@@ -49,7 +49,7 @@ interface RequestOptions {
 
 /** Why a run stopped taking rows before the end of the body, as the summary line reports it. */
 interface StopCause {
-  readonly code: ErrorCode | "client_gone" | "body_truncated" | "body_too_large" | "shutting_down";
+  readonly code: ErrorCode | "client_gone" | "shutting_down";
   readonly message: string;
 }
 
@@ -92,6 +92,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
     intake = new BodyIntake(request.body, {
       maxBytes: o.maxBodyBytes,
       expectedBytes: expected,
+      idleTimeoutMs: o.bodyIdleTimeoutMs,
       onEnd: (state, bytes) => {
         service.metrics.bodyBytes(bytes);
         if (state !== "complete") onCut(state, bytes);
@@ -391,6 +392,13 @@ function cutCause(
         `The body passed this server's limit of ${limit} bytes; no rows after that were read`,
     };
   }
+  if (state === "timed_out") {
+    return {
+      code: "body_timeout",
+      message:
+        `The client sent nothing for the server's idle timeout after ${bytes} bytes; ${resume}`,
+    };
+  }
   if (shuttingDown) {
     return { code: "shutting_down", message: `The server is shutting down; ${resume}` };
   }
@@ -411,9 +419,19 @@ function cutCause(
 function toHttpError(error: unknown, log: (line: string) => void): HttpError {
   if (error instanceof HttpError) return error;
   if (error instanceof BodyCutOffError) {
-    return error.state === "too_large"
-      ? new HttpError("body_too_large", "The body is larger than this server takes")
-      : new HttpError("body_truncated", "The body ended before it was complete; nothing was sent");
+    if (error.state === "too_large") {
+      return new HttpError("body_too_large", "The body is larger than this server takes");
+    }
+    if (error.state === "timed_out") {
+      return new HttpError(
+        "body_timeout",
+        "The client sent no body bytes for too long; nothing was sent",
+      );
+    }
+    return new HttpError(
+      "body_truncated",
+      "The body ended before it was complete; nothing was sent",
+    );
   }
   if (error instanceof LedgerError && error.kind === "changed") {
     return new HttpError(

@@ -63,6 +63,8 @@ export interface ServerOptions {
   readonly maxRuns?: number;
   /** Milliseconds between NDJSON progress lines. Default 1000. */
   readonly progressIntervalMs?: number;
+  /** Give up on an upload that sends no byte for this long, in ms. Default 60000. */
+  readonly bodyIdleTimeoutMs?: number;
   /** Where `Idempotency-Key` ledgers live. Without it, a request with the header gets 501. */
   readonly idempotency?: IdempotencyStore;
   /** Engine settings for every run. */
@@ -82,6 +84,7 @@ export interface ResolvedOptions {
   readonly maxMessageBytes: number;
   readonly maxRuns: number;
   readonly progressIntervalMs: number;
+  readonly bodyIdleTimeoutMs: number;
   readonly idempotency: IdempotencyStore | undefined;
   readonly run: RunDefaults;
   readonly metrics: ServerMetrics;
@@ -121,6 +124,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     maxMessageBytes: whole("maxMessageBytes", o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1),
     maxRuns: whole("maxRuns", o.maxRuns ?? 4, 1),
     progressIntervalMs: whole("progressIntervalMs", o.progressIntervalMs ?? 1000, 1),
+    bodyIdleTimeoutMs: whole("bodyIdleTimeoutMs", o.bodyIdleTimeoutMs ?? 60_000, 1),
     idempotency: o.idempotency,
     run: o.run ?? {},
     metrics: o.metrics ?? new ServerMetrics(),

@@ -1068,3 +1068,19 @@ Deno.test("?dry-run renders every message, creates no transport and sends nothin
     await s.close();
   }
 });
+
+Deno.test("an upload that stalls is given up after the idle timeout: the run stops and frees its slot", async () => {
+  const s = startServer({ bodyIdleTimeoutMs: 30, maxRuns: 1 });
+  try {
+    const f = feeder(rowsCsv(20));
+    const summary = summaryOf(await allLines(await post(s.url, f.body)));
+    assert.equal(summary.code, "body_timeout");
+    assert.equal(summary.intake, "timed_out");
+    assert.equal(summary.status, "stopped");
+    assert.equal(summary.sent, 20);
+    assert.equal(s.app.service.activeRuns, 0, "the slot is free again");
+    f.close();
+  } finally {
+    await s.close();
+  }
+});

@@ -74,6 +74,8 @@ const results: (string | number)[][] = [[
 let best = Infinity;
 let bestRss = 0;
 for (let i = 0; i < runs; i++) {
+  // Default settings keep a per-row report next to the CSV; start each run afresh.
+  await Deno.remove(`${csv}.report.csv`).catch(() => {});
   const m = await measure(deno, send);
   let ok = "no";
   try {

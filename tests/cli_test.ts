@@ -39,6 +39,7 @@ async function send(csv: string | Uint8Array, extra: string[] = []) {
   } finally {
     await Deno.remove(file);
     await Deno.remove(log);
+    await Deno.remove(`${file}.report.csv`).catch(() => {});
   }
 }
 
@@ -186,6 +187,7 @@ Deno.test("mass-mailer send --preview prints one message and no injected header 
     }
   } finally {
     await Deno.remove(file);
+    await Deno.remove(`${file}.report.csv`).catch(() => {});
   }
 });
 
@@ -283,6 +285,7 @@ Deno.test("mass-mailer send prints plain progress lines when stderr is not a ter
     );
   } finally {
     await Deno.remove(file);
+    await Deno.remove(`${file}.report.csv`).catch(() => {});
   }
 });
 
@@ -335,6 +338,7 @@ Deno.test("mass-mailer send drains in-flight messages on SIGTERM and exits 5", a
   } finally {
     await Deno.remove(file);
     await Deno.remove(log);
+    await Deno.remove(`${file}.report.csv`).catch(() => {});
   }
 });
 

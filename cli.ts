@@ -26,6 +26,7 @@ Usage:
   mass-mailer send <file.csv|-> --transport fake|smtp|gmail [options]   (send --help for all)
   mass-mailer generate <rows> [-o FILE] [--seed N] [--domain D]         write a test CSV
   mass-mailer demo [--rows N]              generate a CSV and send it through the fake transport
+  mass-mailer serve --transport fake|smtp|gmail [--port N]   run the HTTP service (serve --help)
   mass-mailer report <report.csv> [--json]  counts by status and code, first failures of a run
   mass-mailer --version | --help
 

@@ -6,7 +6,8 @@
  * the median of many short samples; wall time for the best) and, with
  * `--v8-flags=--expose-gc`, bytes allocated per row (JS heap and ArrayBuffer
  * memory), split by rows whose merged values are all ASCII and rows with some
- * non-ASCII value, and for all rows in CSV order (ns per row is also ms per
+ * non-ASCII value (and those again by whether the name or only the city is
+ * non-ASCII), and for all rows in CSV order (ns per row is also ms per
  * million rows). Each sample renders `--sample` rows of one kind; samples of
  * the versions alternate, so a burst of load elsewhere hits both.
  *
@@ -16,7 +17,8 @@
  * that they write the same bytes for a sample of rows.
  *
  * Usage:
- *   deno run -A --v8-flags=--expose-gc bench/render.ts [--rows N] [--rounds N] [--sample N] [--baseline DIR]
+ *   deno run -A --v8-flags=--expose-gc bench/render.ts [--rows N] [--rounds N] [--sample N]
+ *     [--template text|text+html] [--groups ASCII,non-ASCII,...] [--baseline DIR]
  *
  * The machine may be busy: compare versions within one run, and prefer the
  * CPU column and repeated runs over one wall-time number.
@@ -38,6 +40,8 @@ const { values: flags } = parseArgs({
     rows: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "12" },
     sample: { type: "string", default: "100000" },
+    template: { type: "string" },
+    groups: { type: "string" },
     baseline: { type: "string" },
   },
 });
@@ -79,7 +83,10 @@ const templates: { name: string; template: MessageTemplate }[] = [
     name: "text+html",
     template: { ...TEXT, html: "<p>Hi {{name}},</p>\n<p>Greetings from <b>{{city}}</b>.</p>\n" },
   },
-];
+].filter((t) => flags.template === undefined || t.name === flags.template);
+if (templates.length === 0) {
+  throw new RangeError(`Bad --template ${flags.template}: use text or text+html`);
+}
 
 // ---------------------------------------------------------------------------
 // The rows, read the way the CLI reads them.
@@ -100,11 +107,14 @@ console.log(
     Math.round(performance.now() - t0)
   } ms`,
 );
+const nameColumn = columns.indexOf("name");
 const groups = [
   { name: "ASCII", rows: ascii },
   { name: "non-ASCII", rows: nonAscii },
+  { name: "  name", rows: nonAscii.filter((r) => NON_ASCII.test(r.values[nameColumn])) },
+  { name: "  city only", rows: nonAscii.filter((r) => !NON_ASCII.test(r.values[nameColumn])) },
   { name: "all", rows: all },
-];
+].filter((g) => flags.groups === undefined || flags.groups.split(",").includes(g.name.trim()));
 
 // ---------------------------------------------------------------------------
 // Same bytes from every version (fixed clock and campaign; boundary normalised).
@@ -119,7 +129,7 @@ if (impls.length > 1) {
   for (const { name, template } of templates) {
     const opts = { campaignId: "bench", now: () => 1767225600000 };
     const [a, b] = impls.map((i) => new i.Composer(template, columns, opts));
-    for (const g of groups.slice(0, 2)) {
+    for (const g of [{ rows: ascii }, { rows: nonAscii }]) {
       for (const r of g.rows.slice(0, 5000)) {
         if (text(a.render(r)) !== text(b.render(r))) {
           throw new Error(`${name}: versions differ on line ${r.line}`);
@@ -184,11 +194,9 @@ const results = new Map<string, Result>();
 const key = (impl: string, tpl: string, group: string) => `${impl}|${tpl}|${group}`;
 
 for (const impl of impls) {
-  for (const { name, template } of templates) {
-    const c = new impl.Composer(template, columns);
+  for (const { name } of templates) {
     for (const g of groups) {
-      const [heap, external] = gc === undefined ? [NaN, NaN] : allocated(c, g.rows);
-      results.set(key(impl.name, name, g.name), { wall: [], cpu: [], heap, external });
+      results.set(key(impl.name, name, g.name), { wall: [], cpu: [], heap: NaN, external: NaN });
     }
   }
 }
@@ -217,6 +225,18 @@ for (let round = 0; round < ROUNDS; round++) {
     }
   }
 }
+// Allocation, measured last, with warm (optimised) code.
+if (gc !== undefined) {
+  for (const impl of impls) {
+    for (const { name } of templates) {
+      for (const g of groups) {
+        const r = results.get(key(impl.name, name, g.name))!;
+        [r.heap, r.external] = allocated(composers.get(`${impl.name}|${name}`)!, g.rows);
+      }
+    }
+  }
+}
+
 const min = (xs: number[]) => Math.min(...xs);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows: (string | number)[][] = [[
@@ -249,22 +269,25 @@ for (const impl of impls) {
 console.log();
 console.log(table(rows));
 console.log();
+const has = (group: string) => groups.some((g) => g.name === group);
 for (const { name } of templates) {
-  for (const impl of impls) {
-    const a = min(results.get(key(impl.name, name, "ASCII"))!.cpu);
-    const n = min(results.get(key(impl.name, name, "non-ASCII"))!.cpu);
-    console.log(`${impl.name} ${name}: non-ASCII / ASCII = ${(n / a).toFixed(2)} (cpu)`);
+  if (has("ASCII") && has("non-ASCII")) {
+    for (const impl of impls) {
+      const a = min(results.get(key(impl.name, name, "ASCII"))!.cpu);
+      const n = min(results.get(key(impl.name, name, "non-ASCII"))!.cpu);
+      console.log(`${impl.name} ${name}: non-ASCII / ASCII = ${(n / a).toFixed(2)} (cpu, best)`);
+    }
   }
   if (impls.length > 1) {
-    const base = min(results.get(key("baseline", name, "all"))!.cpu);
-    const cur = min(results.get(key("current", name, "all"))!.cpu);
-    const baseMedian = median(results.get(key("baseline", name, "all"))!.cpu);
-    const curMedian = median(results.get(key("current", name, "all"))!.cpu);
-    console.log(
-      `${name}: current / baseline (all rows, cpu) = ${(cur / base).toFixed(2)} best, ${
-        (curMedian / baseMedian).toFixed(2)
-      } median`,
-    );
+    for (const g of groups) {
+      const base = results.get(key("baseline", name, g.name))!.cpu;
+      const cur = results.get(key("current", name, g.name))!.cpu;
+      console.log(
+        `${name} ${g.name.trim()}: current / baseline = ${
+          (min(cur) / min(base)).toFixed(2)
+        } best, ${(median(cur) / median(base)).toFixed(2)} median`,
+      );
+    }
   }
 }
 if (gc === undefined) console.log("(run with --v8-flags=--expose-gc for bytes per row)");

@@ -11,9 +11,11 @@
 
 import type { Outgoing, Recipient } from "./types.ts";
 import {
+  base64IsShorter,
   ChunkWriter,
   encodeBody,
   encodeUtf8Into,
+  escapeCount,
   formatDate,
   formatExtraHeader,
   formatMailbox,
@@ -23,6 +25,7 @@ import {
   normalizeNewlines,
   SOFT_LINE_LIMIT,
   writeBody,
+  writeEncodedBody,
 } from "./mime.ts";
 import {
   bindTemplate,
@@ -586,22 +589,48 @@ export class MessageComposer {
     if (need > this.#merged.length) {
       this.#merged = new Uint8Array(Math.max(need, 2 * this.#merged.length));
     }
+    // Without 8bit, a value above ASCII rules out all but quoted-printable
+    // and base64, and the escapes decide between them: counted from the
+    // values' bytes (the static pieces' are counted once) when no value holds
+    // `=` or a control character, instead of scanning the whole body.
+    let counted = !this.#allow8bit;
+    let high = false;
+    for (let i = 0; i < fields.length; i++) {
+      const c = row.cls[fields[i]];
+      if ((c & ASCII_ESCAPED) !== 0) counted = false;
+      if ((c & ABOVE_ASCII) !== 0) high = true;
+    }
+    counted &&= high;
+    let escapes = part.staticEscapes;
     const buf = this.#merged;
     const statics = part.staticPieces;
     let n = putBytes(buf, 0, statics[0]);
     for (let i = 0; i < fields.length; i++) {
       const field = fields[i];
       // Printable ASCII values are copied from the row's bytes (escaped ones are not there).
-      n = (row.cls[field] & ASCII_TEXT) !== 0 && !(part.html && !raw[i])
-        ? row.put(buf, n, field)
-        : encodeUtf8Into(scratch[i], buf, n, true);
+      if ((row.cls[field] & ASCII_TEXT) !== 0 && !(part.html && !raw[i])) {
+        n = row.put(buf, n, field);
+      } else {
+        const from = n;
+        n = encodeUtf8Into(scratch[i], buf, n, true);
+        // Every byte of a character above ASCII is escaped; nothing else is here.
+        if (counted) escapes += n - from - (scratch[i].length - row.high[field]);
+      }
       n = putBytes(buf, n, statics[i + 1]);
     }
     if (n > 0 && !(buf[n - 2] === 13 && buf[n - 1] === 10)) {
       buf[n++] = 13;
       buf[n++] = 10;
     }
-    if (writeBody(w, buf, 0, n, this.#allow8bit, this.#boundaryBytes) === "8bit") {
+    if (counted) {
+      writeEncodedBody(
+        w,
+        buf,
+        0,
+        n,
+        base64IsShorter(escapes, n) ? "base64" : "quoted-printable",
+      );
+    } else if (writeBody(w, buf, 0, n, this.#allow8bit, this.#boundaryBytes) === "8bit") {
       this.#eightBit = true;
     }
   }
@@ -788,15 +817,22 @@ const STARTS_UNDERSCORE = 32;
 const HAS_EQ_UNDERSCORE = 64;
 /** Holds one of `& < > " '` (HTML escaping changes it). */
 const HTML_SPECIAL = 128;
+/** Holds a character above ASCII. */
+const ABOVE_ASCII = 256;
+/** Holds `=` or an ASCII control character (bytes quoted-printable escapes besides 8-bit ones). */
+const ASCII_ESCAPED = 512;
 
 /** In {@link VALUE_CHAR} only: the second character of a pair that matters (`=?`, `=_`, two spaces). */
-const PAIR_END = 256;
+const PAIR_END = 1024;
 
 const HEADER_CLASSES = PRINT | QUOTE | ATOM;
 const VALUE_CHAR = new Uint16Array(128);
 for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = CHAR_CLASS[c] | ASCII_TEXT;
 for (const ch of `&<>"'`) VALUE_CHAR[ch.charCodeAt(0)] |= HTML_SPECIAL;
 for (const ch of "?_ ") VALUE_CHAR[ch.charCodeAt(0)] |= PAIR_END;
+VALUE_CHAR[0x3d] |= ASCII_ESCAPED;
+for (let c = 0; c < 0x20; c++) VALUE_CHAR[c] = ASCII_ESCAPED;
+VALUE_CHAR[0x7f] = ASCII_ESCAPED;
 
 /**
  * The merged values of the row being rendered: each one's class and length,
@@ -806,16 +842,19 @@ for (const ch of "?_ ") VALUE_CHAR[ch.charCodeAt(0)] |= PAIR_END;
  */
 class RowValues {
   /** Class of each column's value ({@link classifyValue}). */
-  readonly cls: Uint8Array;
+  readonly cls: Uint16Array;
   /** Length of each column's value. */
   readonly length: Int32Array;
+  /** How many of each column's UTF-16 units are above ASCII. */
+  readonly high: Int32Array;
   /** Where each column's bytes start in {@link bytes}. */
   readonly start: Int32Array;
   bytes = new Uint8Array(256);
 
   constructor(columns: number) {
-    this.cls = new Uint8Array(columns);
+    this.cls = new Uint16Array(columns);
     this.length = new Int32Array(columns);
+    this.high = new Int32Array(columns);
     this.start = new Int32Array(columns);
   }
 
@@ -829,6 +868,7 @@ class RowValues {
       const col = used[i];
       const v = values[col] ?? "";
       this.cls[col] = classifyValue(v, this.bytes, at);
+      this.high[col] = highUnits;
       this.start[col] = at;
       this.length[col] = v.length;
       at += v.length;
@@ -852,17 +892,22 @@ class RowValues {
  * bodies check. Each row's values are classified once, whatever uses them.
  * With `dst`, the value's characters are copied there from `at` as bytes
  * (meaningful when the value is {@link ASCII_TEXT}; room for all of it).
+ * Sets {@link highUnits}.
  */
 function classifyValue(v: string, dst: Uint8Array | undefined, at: number): number {
   const n = v.length;
+  highUnits = 0;
   if (n === 0) return ASCII_TEXT;
   let all = HEADER_CLASSES | ASCII_TEXT;
   let any = 0;
   let prev = 0;
+  let high = 0;
   for (let i = 0; i < n; i++) {
     const c = v.charCodeAt(i);
     if (dst !== undefined) dst[at + i] = c;
-    const k = c < 0x80 ? VALUE_CHAR[c] : 0;
+    let k = 0;
+    if (c < 0x80) k = VALUE_CHAR[c];
+    else high++;
     all &= k;
     any |= k;
     // `=?` and double spaces break the header classes; `=_` is noted.
@@ -879,9 +924,13 @@ function classifyValue(v: string, dst: Uint8Array | undefined, at: number): numb
   const first = v.charCodeAt(0);
   const last = v.charCodeAt(n - 1);
   if (first === 32 || first === 63 || last === 32 || last === 61) all &= ~HEADER_CLASSES;
-  return all | (any & (HTML_SPECIAL | HAS_EQ_UNDERSCORE)) | (last === 61 ? ENDS_EQ : 0) |
+  highUnits = high;
+  return all | (any & (HTML_SPECIAL | HAS_EQ_UNDERSCORE | ASCII_ESCAPED)) |
+    (high > 0 ? ABOVE_ASCII : 0) | (last === 61 ? ENDS_EQ : 0) |
     (first === 95 ? STARTS_UNDERSCORE : 0);
 }
+/** Units above ASCII in the value last classified. */
+let highUnits = 0;
 
 /**
  * The classes (a bit set) a piece of a header value belongs to; 0 for none.
@@ -1071,6 +1120,8 @@ interface CompiledBody {
   readonly staticPieces: readonly Uint8Array[];
   /** Their total length in bytes. */
   readonly staticBytes: number;
+  /** Their escapes ({@link escapeCount}). */
+  readonly staticEscapes: number;
   /** Whether a static piece starts with a low or ends with a high surrogate (which could pair across a field). */
   readonly loneEdges: boolean;
   /** Per static piece: length up to its first CRLF (all of it when it has none). */
@@ -1117,6 +1168,7 @@ function compileBody(bound: BoundTemplate, html: boolean, multipart: boolean): C
     staticLength: statics.reduce((n, s) => n + s.length, 0),
     staticPieces,
     staticBytes: staticPieces.reduce((n, p) => n + p.length, 0),
+    staticEscapes: staticPieces.reduce((n, p) => n + escapeCount(p), 0),
     loneEdges: statics.some((s) =>
       s.length > 0 &&
       ((s.charCodeAt(0) & 0xfc00) === 0xdc00 || (s.charCodeAt(s.length - 1) & 0xfc00) === 0xd800)

@@ -414,15 +414,31 @@ export function encodeBody(text: string, allow8bit: boolean, avoid?: string): En
   ) {
     return { encoding: "8bit", bytes };
   }
+  if (base64IsShorter(escapeCount(bytes), bytes.length)) {
+    return { encoding: "base64", bytes: encodeBase64Lines(bytes) };
+  }
+  return { encoding: "quoted-printable", bytes: encodeQuotedPrintable(bytes) };
+}
+
+/**
+ * How many of `bytes` quoted-printable writes as `=XX` wherever they are:
+ * 8-bit bytes, `=`, and control characters other than tab, CR and LF.
+ */
+export function escapeCount(bytes: Uint8Array): number {
   let escapes = 0;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i];
     if (b > 126 || (b < 32 && b !== 9 && b !== 10 && b !== 13) || b === 61) escapes++;
   }
-  if (escapes * 2 > bytes.length / 3) {
-    return { encoding: "base64", bytes: encodeBase64Lines(bytes) };
-  }
-  return { encoding: "quoted-printable", bytes: encodeQuotedPrintable(bytes) };
+  return escapes;
+}
+
+/**
+ * Whether a body of `length` bytes with `escapes` of them escaped
+ * ({@link escapeCount}) goes as base64 rather than quoted-printable.
+ */
+export function base64IsShorter(escapes: number, length: number): boolean {
+  return escapes * 2 > length / 3;
 }
 
 /**
@@ -889,13 +905,27 @@ export function writeBody(
   let encoding: TransferEncoding;
   if (!clash && (bad & NOT_7BIT) === 0 && !lone && !long7) encoding = "7bit";
   else if (!clash && allow8bit && (bad & NOT_8BIT) === 0 && !lone && !long8) encoding = "8bit";
-  else if (escapes * 2 > (end - start) / 3) encoding = "base64";
+  else if (base64IsShorter(escapes, end - start)) encoding = "base64";
   else encoding = "quoted-printable";
+  writeEncodedBody(w, src, start, end, encoding);
+  return encoding;
+}
+
+/**
+ * Write `<encoding>` CRLF CRLF and the body `src[start, end)` (UTF-8, CRLF
+ * line ends) in that encoding, chosen beforehand as {@link encodeBody} would.
+ */
+export function writeEncodedBody(
+  w: ChunkWriter,
+  src: Uint8Array,
+  start: number,
+  end: number,
+  encoding: TransferEncoding,
+): void {
   w.bytes(ENCODING_HEADS[encoding]);
   if (encoding === "quoted-printable") writeQuotedPrintable(w, src, start, end);
   else if (encoding === "base64") writeBase64Lines(w, src, start, end);
   else w.bytes(src, start, end);
-  return encoding;
 }
 
 const CHAR_ATOM = new Uint8Array(128);
@@ -918,7 +948,13 @@ export class HeaderWriter {
   readonly #w: ChunkWriter;
   #units = new Uint16Array(256);
   #n = 0;
+  /** The last unit appended was a CR (now a space): a LF right after it is dropped. */
+  #cr = false;
+  /** Some unit of the value is above printable ASCII. */
+  #high = false;
   #utf8 = new Uint8Array(768);
+  /** Characters the UTF-8 in {@link #utf8} takes in Q encoded-words. */
+  #qLength = 0;
   // While a field is written: the slab, the write offset, and the folding state.
   #out: Uint8Array = new Uint8Array(0);
   #o = 0;
@@ -933,11 +969,18 @@ export class HeaderWriter {
   /** Start a new value. */
   clear(): void {
     this.#n = 0;
+    this.#cr = false;
+    this.#high = false;
   }
 
-  /** Append `s` to the value. */
+  /**
+   * Append `s` to the value, sanitised as {@link sanitizeHeaderText} does the
+   * whole value: control characters become spaces, a CRLF pair one space
+   * (also when the CR ends one piece and the LF starts the next).
+   */
   append(s: string): void {
     const len = s.length;
+    if (len === 0) return;
     let n = this.#n;
     if (n + len > this.#units.length) {
       const next = new Uint16Array(Math.max(this.#units.length * 2, n + len));
@@ -945,13 +988,30 @@ export class HeaderWriter {
       this.#units = next;
     }
     const u = this.#units;
-    for (let i = 0; i < len; i++) u[n++] = s.charCodeAt(i);
+    let cr = this.#cr;
+    let high = false;
+    for (let i = 0; i < len; i++) {
+      let c = s.charCodeAt(i);
+      if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029) {
+        if (c === 10 && cr) {
+          cr = false;
+          continue;
+        }
+        cr = c === 13;
+        if (c !== 9) c = 32;
+      } else {
+        cr = false;
+        if (c > 0x7e) high = true;
+      }
+      u[n++] = c;
+    }
+    this.#cr = cr;
+    if (high) this.#high = true;
     this.#n = n;
   }
 
   /** Write `name: value` as {@link formatUnstructured} does, without the final CRLF. */
   unstructured(name: string): void {
-    this.#sanitize();
     this.#begin(name, 0);
     if (this.#n > 0) this.#text(this.#n);
     this.#w.commit(this.#o);
@@ -963,7 +1023,6 @@ export class HeaderWriter {
    * valid; it is written as it is.
    */
   mailbox(field: string, address: string): void {
-    this.#sanitize();
     this.#begin(field, address.length);
     if (this.#n === 0) {
       this.#out[this.#o++] = 32;
@@ -977,22 +1036,6 @@ export class HeaderWriter {
       out[this.#o++] = 0x3e;
     }
     this.#w.commit(this.#o);
-  }
-
-  /** Control characters become spaces, a CRLF pair one space (as {@link sanitizeHeaderText}). */
-  #sanitize(): void {
-    const u = this.#units;
-    const n = this.#n;
-    let o = 0;
-    for (let i = 0; i < n; i++) {
-      let c = u[i];
-      if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029) {
-        if (c === 13 && i + 1 < n && u[i + 1] === 10) i++;
-        if (c !== 9) c = 32;
-      }
-      u[o++] = c;
-    }
-    this.#n = o;
   }
 
   /** Reserve room for the whole field and write `name:`. */
@@ -1075,6 +1118,10 @@ export class HeaderWriter {
 
   /** A display name `units[0, n)` (n > 0): atoms, a quoted-string or encoded-words (as {@link addDisplayName}). */
   #displayName(n: number): void {
+    if (this.#high) {
+      this.#encoded(0, n); // neither atoms nor a quoted-string can hold it
+      return;
+    }
     const u = this.#units;
     let atoms = true;
     let printable = true;
@@ -1127,10 +1174,8 @@ export class HeaderWriter {
     let max = Math.min(firstMax, MAX_WORD);
     const m = this.#toUtf8(s, e);
     const b = this.#utf8;
-    let q = 0;
-    for (let p = 0; p < m; p++) q += Q_WIDTH[b[p]];
     let words = 0;
-    if (Math.ceil(m / 3) * 4 < q) {
+    if (Math.ceil(m / 3) * 4 < this.#qLength) {
       let from = 0;
       let bytes = 0;
       for (let p = 0; p < m;) {
@@ -1168,16 +1213,21 @@ export class HeaderWriter {
     }
   }
 
-  /** `units[s, e)` as UTF-8 in the scratch buffer (lone surrogates as U+FFFD); returns the length. */
+  /**
+   * `units[s, e)` as UTF-8 in the scratch buffer (lone surrogates as U+FFFD);
+   * returns the length and sets {@link #qLength}.
+   */
   #toUtf8(s: number, e: number): number {
     if (3 * (e - s) > this.#utf8.length) this.#utf8 = new Uint8Array(3 * (e - s) * 2);
     const u = this.#units;
     const dst = this.#utf8;
     let at = 0;
+    let q = 0; // Q characters for the ASCII bytes, less 3 for each (every other byte takes 3)
     for (let i = s; i < e; i++) {
       let c = u[i];
       if (c < 0x80) {
         dst[at++] = c;
+        q += Q_WIDTH[c] - 3;
         continue;
       }
       if (c < 0x800) {
@@ -1201,6 +1251,7 @@ export class HeaderWriter {
       dst[at++] = 0x80 | ((c >> 6) & 63);
       dst[at++] = 0x80 | (c & 63);
     }
+    this.#qLength = q + 3 * at;
     return at;
   }
 

@@ -3,6 +3,13 @@
  * header folding, display names, RFC 5322 dates, quoted-printable and base64
  * bodies (RFC 2045). Pure functions on strings and bytes; no I/O.
  *
+ * Two layers: the formatters (`formatUnstructured`, `formatMailbox`,
+ * `encodeBody`, ...) return strings and byte arrays and are the reference,
+ * checked against independent implementations; the per-row writers
+ * (`HeaderWriter`, `writeBody`, `writeQuotedPrintable`, ...) write exactly the
+ * same bytes straight into a {@link ChunkWriter} slab, without allocating,
+ * for the composer's hot path. The tests hold the two to the same bytes.
+ *
  * @module
  */
 

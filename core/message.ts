@@ -618,7 +618,8 @@ export class MessageComposer {
     for (let i = 0; i < fields.length; i++) {
       const field = fields[i];
       // Printable ASCII values are copied from the row's bytes (escaped ones are not there).
-      if ((row.cls[field] & ASCII_TEXT) !== 0 && !(part.html && !raw[i])) {
+      const c = row.cls[field];
+      if ((c & ASCII_TEXT) !== 0 && !(part.html && !raw[i] && (c & HTML_SPECIAL) !== 0)) {
         n = row.put(buf, n, field);
       } else {
         const from = n;

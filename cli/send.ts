@@ -500,10 +500,22 @@ async function openInput(path: string, io: CliIo): Promise<Input> {
     source = file.readable;
   }
   let read = 0;
+  /** Count bytes, and ask for the next chunk before handing out this one: the disk read
+   * overlaps with parsing, and at most one chunk (64 KiB) is read ahead. */
   async function* counted(): AsyncGenerator<Uint8Array> {
-    for await (const chunk of source) {
-      read += chunk.length;
-      yield chunk;
+    const reader = source.getReader();
+    let next = reader.read();
+    try {
+      while (true) {
+        const r = await next;
+        if (r.done) return;
+        next = reader.read();
+        read += r.value.length;
+        yield r.value;
+      }
+    } finally {
+      next.catch(() => {}); // a read still pending when the consumer stops early
+      reader.releaseLock();
     }
   }
   return {

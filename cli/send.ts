@@ -18,14 +18,13 @@ import { LockError } from "../core/lock.ts";
 import { parseRate } from "../core/rate.ts";
 import type { RecipientOptions } from "../core/recipients.ts";
 import { joinChunks, type Outgoing, type Transport } from "../core/types.ts";
-import type { TransportCli } from "../transports/transport_cli.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import type { CliIo } from "./io.ts";
 import { formatInt } from "./format.ts";
 import { describeFsError, loadTemplate } from "./message_flags.ts";
 import { startProgress } from "./progress.ts";
 import { summaryJson, summaryText } from "./summary.ts";
-import { TRANSPORTS } from "./transports.ts";
+import { pickTransport, TRANSPORTS } from "./transports.ts";
 
 /** The flags of `send` that are not a transport's own. */
 export const SEND_FLAGS = {
@@ -416,30 +415,6 @@ function exitCode(s: CampaignSummary, recipients: RecipientOptions): number {
     );
   }
   return s.failed > 0 ? EXIT.FAILED_ROWS : EXIT.OK;
-}
-
-function pickTransport(flags: Flags): TransportCli {
-  const name = flags.transport;
-  const names = TRANSPORTS.map((t) => t.name).join(", ");
-  if (name === undefined) {
-    throw new CliError(`Choose a transport with --transport (${names})`, EXIT.USAGE);
-  }
-  const chosen = TRANSPORTS.find((t) => t.name === name);
-  if (chosen === undefined) {
-    throw new CliError(`Unknown transport "${name}"; choose one of ${names}`, EXIT.USAGE);
-  }
-  for (const other of TRANSPORTS) {
-    if (other === chosen) continue;
-    for (const flag of Object.keys(other.flags)) {
-      if (flags[flag] !== undefined && !(flag in chosen.flags)) {
-        throw new CliError(
-          `--${flag} belongs to --transport ${other.name}, not ${chosen.name}`,
-          EXIT.USAGE,
-        );
-      }
-    }
-  }
-  return chosen;
 }
 
 function recipientOptions(flags: Flags): RecipientOptions {

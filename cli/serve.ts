@@ -13,11 +13,10 @@ import type { MessageTemplate } from "../core/template.ts";
 import { createApp } from "../server/app.ts";
 import { createIdempotencyStore } from "../server/idempotency.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../server/service.ts";
-import type { TransportCli } from "../transports/transport_cli.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import type { CliIo } from "./io.ts";
 import { describeFsError, loadTemplate } from "./message_flags.ts";
-import { TRANSPORTS } from "./transports.ts";
+import { pickTransport, TRANSPORTS } from "./transports.ts";
 
 /** Default port of `mass-mailer serve`. */
 export const DEFAULT_PORT = 8787;
@@ -255,30 +254,6 @@ async function readToken(flags: Flags, io: CliIo): Promise<string | undefined> {
   }
   const env = io.env("MASS_MAILER_TOKEN");
   return env === undefined || env.trim() === "" ? undefined : env.trim();
-}
-
-function pickTransport(flags: Flags): TransportCli {
-  const names = TRANSPORTS.map((t) => t.name).join(", ");
-  const name = flags.transport;
-  if (name === undefined) {
-    throw new CliError(`Choose a transport with --transport (${names})`, EXIT.USAGE);
-  }
-  const chosen = TRANSPORTS.find((t) => t.name === name);
-  if (chosen === undefined) {
-    throw new CliError(`Unknown transport "${name}"; choose one of ${names}`, EXIT.USAGE);
-  }
-  for (const other of TRANSPORTS) {
-    if (other === chosen) continue;
-    for (const flag of Object.keys(other.flags)) {
-      if (flags[flag] !== undefined && !(flag in chosen.flags)) {
-        throw new CliError(
-          `--${flag} belongs to --transport ${other.name}, not ${chosen.name}`,
-          EXIT.USAGE,
-        );
-      }
-    }
-  }
-  return chosen;
 }
 
 function secondsFlag(flags: Flags, name: string): number | undefined {

@@ -15,13 +15,14 @@ import { type ComposeOptions, MessageComposer } from "./message.ts";
 import { RateLimiter, type RateWindow } from "./rate.ts";
 import { type RecipientOptions, RecipientReader, type RowItem } from "./recipients.ts";
 import type { MessageTemplate } from "./template.ts";
-import type {
-  Outgoing,
-  RetryResult,
-  RowOutcome,
-  RowStatus,
-  SendResult,
-  Transport,
+import {
+  detachMessage,
+  type Outgoing,
+  type RetryResult,
+  type RowOutcome,
+  type RowStatus,
+  type SendResult,
+  type Transport,
 } from "./types.ts";
 
 /** Options of {@link startCampaign}. Only `input`, `template` and `transport` are required. */
@@ -601,7 +602,11 @@ class Engine {
         this.#pauseReason ??= `The ${this.#transport.name} sender is out of quota (${r.reason}); ` +
           `the remaining rows are left for later: run the same command again to resume`;
         stats.retrying++;
-        this.#retries.push(now + (r.retryAfterMs ?? 0), { msg, attempts: attempts - 1, firstAt });
+        this.#retries.push(now + (r.retryAfterMs ?? 0), {
+          msg: detachMessage(msg),
+          attempts: attempts - 1,
+          firstAt,
+        });
         continue;
       }
       const delay = this.#backoff(attempts, r.retryAfterMs);
@@ -616,7 +621,7 @@ class Engine {
       }
       this.#o.onRetry?.(msg.line, attempts, r, delay, msg.to);
       stats.retrying++;
-      this.#retries.push(now + delay, { msg, attempts, firstAt });
+      this.#retries.push(now + delay, { msg: detachMessage(msg), attempts, firstAt });
     }
     if (this.#maxErrors > 0 && this.#consecutiveErrors >= this.#maxErrors) {
       this.#pauseReason ??= `${this.#consecutiveErrors} messages in a row failed ` +

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { type CampaignOptions, runCampaign, startCampaign, TransportError } from "./campaign.ts";
 import { flush, ManualClock } from "./clock.ts";
 import { parseRate } from "./rate.ts";
-import type { Outgoing, RowOutcome, SendResult, Transport } from "./types.ts";
+import {
+  joinChunks,
+  type Outgoing,
+  type RowOutcome,
+  type SendResult,
+  type Transport,
+} from "./types.ts";
 import { createFakeTransport } from "../transports/fake.ts";
 
 const TEMPLATE = {
@@ -347,4 +353,29 @@ Deno.test("runCampaign() pauses when the transport says the sender is out of quo
   assert.match(s.reason!, /out of quota/);
   assert.equal(s.sent, 0);
   assert.equal(s.pending, s.rows);
+});
+
+Deno.test("runCampaign() keeps a message waiting for a retry as its own copy of the same bytes", async () => {
+  const clock = new ManualClock();
+  const seen: Outgoing[] = [];
+  const tr = recorder((m, attempt) => {
+    seen.push(m);
+    return attempt === 1 ? { status: "retry", code: "4.2.0", reason: "busy" } : sent();
+  }, { maxBatch: 1 });
+  const campaign = startCampaign({
+    input: stream(csv(1)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    random: () => 0,
+  });
+  await flush();
+  await clock.advance(1);
+  assert.equal((await campaign.done).sent, 1);
+  assert.equal(seen.length, 2);
+  const [first, again] = seen;
+  assert.equal(again.data.length, 1);
+  assert.equal(again.data[0].buffer.byteLength, again.size, "owns exactly its bytes");
+  assert.deepEqual(joinChunks(again.data, again.size), joinChunks(first.data, first.size));
+  assert.equal(again.messageId, first.messageId);
 });

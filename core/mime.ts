@@ -546,11 +546,13 @@ export class ChunkWriter {
   #at = 0;
 
   /**
-   * Create a writer whose slabs hold `slabSize` bytes (32 KiB by default:
-   * about a hundred typical messages; small, because one view kept alive,
-   * e.g. a message waiting to be retried, keeps its whole slab alive).
+   * Create a writer whose slabs hold `slabSize` bytes (256 KiB by default:
+   * about 800 typical messages, so a million rows need only ~1,300 slabs). One
+   * view kept alive keeps its whole slab alive: messages in flight are rendered
+   * one after another and die together, and the engine keeps a message waiting
+   * for a retry as its own copy (`detachMessage`), never as a view.
    */
-  constructor(slabSize = 32 * 1024) {
+  constructor(slabSize = 256 * 1024) {
     this.#slabSize = slabSize;
   }
 

@@ -161,3 +161,23 @@ export function joinChunks(data: readonly Uint8Array[], size?: number): Uint8Arr
   }
   return out;
 }
+
+/**
+ * A copy of `message` that owns its bytes (one chunk) and shares nothing with
+ * the renderer's buffers. The engine keeps a message waiting for a retry this
+ * way, so that a few held messages never keep whole shared slabs alive.
+ */
+export function detachMessage(message: Outgoing): Outgoing {
+  const data = message.data;
+  const bytes = data.length === 1 ? data[0].slice() : joinChunks(data, message.size);
+  return {
+    line: message.line,
+    from: message.from,
+    to: message.to,
+    smtpUtf8: message.smtpUtf8,
+    eightBit: message.eightBit,
+    messageId: message.messageId,
+    data: [bytes],
+    size: bytes.length,
+  };
+}

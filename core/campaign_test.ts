@@ -379,3 +379,24 @@ Deno.test("runCampaign() keeps a message waiting for a retry as its own copy of 
   assert.deepEqual(joinChunks(again.data, again.size), joinChunks(first.data, first.size));
   assert.equal(again.messageId, first.messageId);
 });
+
+Deno.test("runCampaign() paces a per-minute rate message by message, not one batch at once", async () => {
+  const clock = new ManualClock();
+  const tr = recorder(sent, { maxBatch: 100 });
+  const campaign = startCampaign({
+    input: stream(csv(10)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    rate: parseRate("60/min"),
+  });
+  await flush();
+  assert.equal(campaign.stats.sent, 1, "one message at the start, not a burst of the batch");
+  await clock.advance(1000);
+  assert.equal(campaign.stats.sent, 2);
+  await clock.advance(3000);
+  assert.equal(campaign.stats.sent, 5);
+  await clock.advance(5000);
+  assert.equal((await campaign.done).sent, 10);
+  assert.ok(tr.batches.every((b) => b.length === 1));
+});

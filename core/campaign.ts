@@ -202,6 +202,8 @@ export function startCampaign(options: CampaignOptions): Campaign {
 const WAKE = Symbol("wake");
 /** Rate windows shorter than this are paced; longer ones are rolling caps (see rate.ts). */
 const HOUR_MS = 3_600_000;
+/** Transient failures in a row (no success between) that mean the far end throttles the run. */
+const THROTTLE_STREAK = 8;
 
 class Engine {
   readonly stats: CampaignStats = {
@@ -247,6 +249,12 @@ class Engine {
   #fatal: Error | undefined;
   #pauseReason: string | undefined;
   #consecutiveErrors = 0;
+  #errorBudgetSpent = false;
+  /** First-try transient failures since the last success; THROTTLE_STREAK of them gate the run. */
+  #transientStreak = 0;
+  #gateLevel = 0;
+  /** No dispatch before this time: the far end is throttling the run. */
+  #gateUntil = 0;
   #waker: (() => void) | undefined;
   #previewStop = false;
   /** A rendered message waiting for the rate limit (see #hold). */
@@ -401,6 +409,8 @@ class Engine {
       if (this.#stopping()) return Infinity;
       const room = this.#window - stats.inFlight;
       if (room <= 0) return Infinity;
+      const gate = this.#gateUntil - this.#clock.now();
+      if (gate > 0) return gate;
       let take = Math.min(room, this.#maxBatch, this.#paceCap);
       if (this.#limiter !== undefined) {
         while (take > 1 && this.#limiter.wait(take) > 0) take >>= 1;
@@ -591,6 +601,7 @@ class Engine {
     }
     stats.inFlight -= msgs.length;
     const now = this.#clock.now();
+    let throttledNow = false;
     for (let i = 0; i < msgs.length; i++) {
       const msg = msgs[i];
       const r = results[i];
@@ -598,48 +609,79 @@ class Engine {
       if (r.status === "sent") {
         stats.sent++;
         this.#consecutiveErrors = 0;
+        this.#transientStreak = 0;
+        this.#gateLevel = 0;
         this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
+        continue;
+      }
+      const firstAt = flight.retried?.firstAt[i] ?? flight.at;
+      if (this.#errorBudgetSpent) {
+        // The error budget already paused the run: what still comes back failing is most
+        // likely the same systemic fault, so it stays pending for the resume, not failed.
+        this.#defer(msg, attempts - 1, firstAt, now);
         continue;
       }
       this.#consecutiveErrors++;
       if (r.status === "failed") {
         stats.failed++;
         this.#outcome(msg.line, msg.to, "failed", r.code, r.reason, attempts);
+        this.#checkErrorBudget();
         continue;
       }
       stats.transient++;
-      const firstAt = flight.retried?.firstAt[i] ?? flight.at;
       if (r.pauseSender) {
         // Out of quota: not this message's fault. Leave it for a later resume, never fail it.
         this.#pauseReason ??= `The ${this.#transport.name} sender is out of quota (${r.reason}); ` +
           `the remaining rows are left for later: run the same command again to resume`;
-        stats.retrying++;
-        this.#retries.push(now + (r.retryAfterMs ?? 0), {
-          msg: detachMessage(msg),
-          attempts: attempts - 1,
-          firstAt,
-        });
+        this.#defer(msg, attempts - 1, firstAt, now + (r.retryAfterMs ?? 0));
         continue;
       }
-      const delay = this.#backoff(attempts, r.retryAfterMs);
-      if (attempts >= this.#maxAttempts || now + delay - firstAt > this.#retryDeadline) {
+      // Several transient failures in a row mean the far end is throttling the whole run
+      // (SMTP 421/450 4.7.x, HTTP 429): then everything backs off together, and attempts
+      // made while throttled do not count against --max-attempts (the deadline still does).
+      // (Only first tries count: one message failing again and again is not throttling.)
+      if (attempts === 1) this.#transientStreak++;
+      const throttled = this.#transientStreak >= THROTTLE_STREAK;
+      if (throttled) throttledNow = true;
+      const delay = Math.max(this.#backoff(attempts, r.retryAfterMs), this.#gateUntil - now);
+      const outOfAttempts = !throttled && attempts >= this.#maxAttempts;
+      if (outOfAttempts || now + delay - firstAt > this.#retryDeadline) {
         stats.failed++;
-        const why = attempts >= this.#maxAttempts
+        const why = outOfAttempts
           ? `after ${attempts} attempts`
           : `retries ran past ${this.#retryDeadline} ms`;
         const reason = `${r.reason} (${why})`;
         this.#outcome(msg.line, msg.to, "failed", r.code, reason, attempts, undefined, true);
+        this.#checkErrorBudget();
         continue;
       }
       this.#o.onRetry?.(msg.line, attempts, r, delay, msg.to);
       stats.retrying++;
       this.#retries.push(now + delay, { msg: detachMessage(msg), attempts, firstAt });
+      this.#checkErrorBudget();
     }
-    if (this.#maxErrors > 0 && this.#consecutiveErrors >= this.#maxErrors) {
-      this.#pauseReason ??= `${this.#consecutiveErrors} messages in a row failed ` +
-        `(--max-errors ${this.#maxErrors}); check the transport, then run the same command again to resume`;
+    if (throttledNow) {
+      // One step of the run-wide backoff per answered batch, doubling up to retryMaxMs.
+      const step = Math.min(this.#retryMax, this.#retryBase * 2 ** this.#gateLevel);
+      this.#gateLevel++;
+      this.#gateUntil = Math.max(this.#gateUntil, now + step);
     }
     this.#wake();
+  }
+
+  /** Keep a message for a later attempt or resume without counting it as a retry. */
+  #defer(msg: Outgoing, attempts: number, firstAt: number, due: number): void {
+    this.stats.retrying++;
+    this.#retries.push(due, { msg: detachMessage(msg), attempts, firstAt });
+  }
+
+  #checkErrorBudget(): void {
+    if (this.#maxErrors > 0 && this.#consecutiveErrors >= this.#maxErrors) {
+      this.#errorBudgetSpent = true;
+      this.#pauseReason ??= `${this.#consecutiveErrors} messages in a row failed ` +
+        `(--max-errors ${this.#maxErrors}); check the transport, then run the same command again ` +
+        `to resume (add --retry-failed all to resend the rows that failed before the pause)`;
+    }
   }
 
   /** Exponential backoff with full jitter, never less than the far end's Retry-After. */

@@ -400,3 +400,45 @@ Deno.test("runCampaign() paces a per-minute rate message by message, not one bat
   assert.equal((await campaign.done).sent, 10);
   assert.ok(tr.batches.every((b) => b.length === 1));
 });
+
+Deno.test("runCampaign() backs off the whole run while the far end throttles, and sends everything after (SMTP-3)", async () => {
+  const clock = new ManualClock();
+  let accepted = 0;
+  let throttleEnd = -1;
+  const tr = recorder(() => {
+    const now = clock.now();
+    if (accepted >= 100 && throttleEnd < 0) throttleEnd = now + 10_000;
+    if (throttleEnd >= 0 && now < throttleEnd) {
+      return { status: "retry", code: "4.7.1", reason: "450 4.7.1 too much mail" };
+    }
+    accepted++;
+    return sent();
+  }, { maxBatch: 1 });
+  const campaign = startCampaign({
+    input: stream(csv(300)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    concurrency: 10,
+    random: () => 0.5,
+  });
+  for (let i = 0; i < 200 && campaign.stats.sent + campaign.stats.failed < 300; i++) {
+    await clock.advance(500);
+  }
+  const s = await campaign.done;
+  assert.equal(s.failed, 0, "a 10 s throttle must not turn into failures");
+  assert.equal(s.sent, 300);
+  assert.ok(s.transient > 0);
+  // While throttled the run backs off together: few attempts hit the closed window.
+  const during = tr.batches.length - 300;
+  assert.ok(during <= 60, `${during} attempts were refused during the throttle`);
+});
+
+Deno.test("runCampaign() after --max-errors trips, later failures stay pending instead of failing", async () => {
+  const tr = recorder(() => ({ status: "failed", code: "535", reason: "auth" }), { maxBatch: 10 });
+  const s = await run(csv(100), tr, { maxErrors: 3, concurrency: 100 }).done;
+  assert.equal(s.status, "paused");
+  assert.ok(s.failed <= 3, `${s.failed} rows failed; only the streak that tripped the budget may`);
+  assert.equal(s.rows, s.failed + s.pending);
+  assert.match(s.reason!, /--retry-failed all/);
+});

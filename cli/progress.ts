@@ -67,7 +67,9 @@ export function progressLine(source: ProgressSource, barWidth: number): string {
   let pct = "";
   let fraction = -1;
   if (total !== undefined && total > 0) {
-    fraction = Math.min(1, read / total);
+    // Bytes read run ahead of sending (the window); count only rows with a final outcome.
+    const final = s.sent + s.failed + s.invalid + s.duplicates + s.suppressed + s.done;
+    fraction = Math.min(1, read / total) * (s.rows > 0 ? final / s.rows : 0);
     pct = `${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)}%`;
     if (fraction > 0.001 && fraction < 1) {
       eta = `ETA ${formatDuration((ms / fraction) * (1 - fraction))}`;

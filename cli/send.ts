@@ -283,7 +283,13 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     io.stderr(`mass-mailer: ${ledger.error.message}\n`);
     return EXIT.INCOMPLETE;
   }
-  const code = exitCode(summary, recipients);
+  if (summary.error instanceof SyntaxError && reportPath !== undefined) {
+    io.stderr(
+      `Fix the file at that line, then run the same command with --force to continue ` +
+        `(rows already sent are matched by address and not sent again)\n`,
+    );
+  }
+  const code = exitCode(summary, recipients, { path, limit, report: reportPath });
   return code === EXIT.OK && (all?.failed ?? 0) > 0 ? EXIT.FAILED_ROWS : code;
 }
 
@@ -332,6 +338,25 @@ function chooseReport(flags: Flags, path: string, dryRun: boolean, io: CliIo): s
     );
     return undefined;
   }
+  let regular = true;
+  try {
+    regular = Deno.statSync(path).isFile;
+  } catch {
+    // Missing or unreadable: opening the input says so.
+  }
+  if (!regular) {
+    // A device, pipe or process substitution: a report beside it makes no sense.
+    if (needs) {
+      throw new CliError(
+        `${needs} needs the report of the earlier run: give --report FILE`,
+        EXIT.USAGE,
+      );
+    }
+    io.stderr(
+      `No report is kept for ${path} (not a regular file); give --report FILE to keep one\n`,
+    );
+    return undefined;
+  }
   return `${path}.report.csv`;
 }
 
@@ -351,7 +376,7 @@ async function openReport(report: string, input: string, setup: ReportSetup): Pr
     try {
       if ((await Deno.stat(input)).isFile) inputFingerprint = await fingerprintFile(input);
     } catch (error) {
-      throw new CliError(`Cannot read ${input}: ${describeFsError(error)}`, EXIT.USAGE);
+      throw new CliError(`Cannot read ${input}: ${describeFsError(error)}`, EXIT.INPUT);
     }
   }
   const { column, header, delimiter } = setup.recipients;
@@ -397,7 +422,11 @@ function describeResume(ledger: Ledger, retryFailed: RetryFailed | undefined, io
 }
 
 /** Map a finished run to its exit code (see EXIT). */
-function exitCode(s: CampaignSummary, recipients: RecipientOptions): number {
+function exitCode(
+  s: CampaignSummary,
+  recipients: RecipientOptions,
+  input: { path: string; limit?: number; report?: string },
+): number {
   if (s.status === "failed") {
     if (s.error instanceof TransportError) return EXIT.TRANSPORT;
     if (s.error instanceof LedgerError) return s.error.kind === "io" ? EXIT.INCOMPLETE : EXIT.INPUT;
@@ -406,11 +435,18 @@ function exitCode(s: CampaignSummary, recipients: RecipientOptions): number {
   }
   if (s.status !== "finished") return EXIT.INCOMPLETE;
   const valid = s.rendered + s.done + s.duplicates + s.suppressed;
+  if (s.rows === 0 && input.limit !== 0) {
+    throw new CliError(
+      `Nothing to send: ${input.path === "-" ? "stdin" : input.path} has no data rows ` +
+        `(it is empty or holds only a header row)`,
+      EXIT.INPUT,
+    );
+  }
   if (s.rows > 0 && valid === 0) {
     const column = recipients.column ?? 1;
     throw new CliError(
-      `0 valid addresses in column ${column} of ${s.rows} rows: check --column and --delimiter ` +
-        `(the report lists each row's reason)`,
+      `0 valid addresses in column ${column} of ${s.rows} rows: check --column and --delimiter` +
+        (input.report ? ` (${input.report} lists each row's reason)` : ""),
       EXIT.INPUT,
     );
   }
@@ -467,10 +503,14 @@ async function openInput(path: string, io: CliIo): Promise<Input> {
       file = await Deno.open(path, { read: true });
       const info = await file.stat();
       if (info.isDirectory) throw new Deno.errors.IsADirectory(path);
-      size = info.size;
+      if (info.isFile) size = info.size;
     } catch (error) {
       file?.close();
-      throw new CliError(`Cannot read ${path}: ${describeFsError(error)}`, EXIT.USAGE);
+      throw new CliError(`Cannot read ${path}: ${describeFsError(error)}`, EXIT.INPUT);
+    }
+    if (size === 0) {
+      file.close();
+      throw new CliError(`Nothing to send: ${path} is empty`, EXIT.INPUT);
     }
     source = file.readable;
   }

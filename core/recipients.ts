@@ -67,7 +67,12 @@ function looksLikeLabel(cell: string): boolean {
 }
 
 /** Trim every field in place (most fields need nothing, so check the ends first). */
-function trimFields(fields: string[]): void {
+/**
+ * Trim every field in place. Returns the index of the first field holding
+ * U+FFFD (what the decoder puts for bytes that are not UTF-8), or -1.
+ */
+function trimFields(fields: string[]): number {
+  let bad = -1;
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i];
     const n = f.length;
@@ -75,7 +80,9 @@ function trimFields(fields: string[]): void {
     const first = f.charCodeAt(0);
     const last = f.charCodeAt(n - 1);
     if (first <= 32 || first >= 127 || last <= 32 || last >= 127) fields[i] = f.trim();
+    if (bad < 0 && f.indexOf("\uFFFD") >= 0) bad = i;
   }
+  return bad;
 }
 
 function listColumns(cells: readonly string[]): string {
@@ -208,8 +215,20 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
     for (let i = 0; i < n; i++) {
       const record = records[start + i];
       const values = record.fields;
-      trimFields(values);
+      const garbled = trimFields(values);
       const cell = values[this.#addressColumn];
+      if (garbled >= 0 && garbled !== this.#addressColumn && record.error === undefined) {
+        // A merge field that is not UTF-8 would go out garbled: report the row instead.
+        items[i] = {
+          kind: "invalid",
+          line: record.line,
+          address: cell ?? "",
+          code: "encoding",
+          reason: `column ${garbled + 1} is not valid UTF-8 (was the file saved as Latin-1 or ` +
+            `Windows-1252? save it as UTF-8)`,
+        };
+        continue;
+      }
       if (record.error === undefined && cell !== undefined && isPlainAddress(cell)) {
         // The common case: a valid ASCII address, sent as written; no AddressCheck needed.
         keys[valid] = cell;

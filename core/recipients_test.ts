@@ -453,3 +453,23 @@ Deno.test("RecipientReader reads the next chunk only when asked", async () => {
   await iterator.next();
   assert.equal(pulled, 2);
 });
+
+Deno.test("RecipientReader reports a row whose merge field is not UTF-8 as invalid (encoding)", async () => {
+  const bytes = new Uint8Array([
+    ...new TextEncoder().encode("email,name\na@example.com,J"),
+    0xfc, // Latin-1 ü: not UTF-8
+    ...new TextEncoder().encode("rgen\nb@example.com,Bob\n"),
+  ]);
+  const reader = new RecipientReader(new Blob([bytes]).stream());
+  const items = [];
+  for await (const batch of reader) items.push(...batch);
+  assert.equal(items.length, 2);
+  const [bad, good] = items;
+  assert.equal(bad.kind, "invalid");
+  if (bad.kind === "invalid") {
+    assert.equal(bad.code, "encoding");
+    assert.equal(bad.line, 2);
+    assert.match(bad.reason, /column 2 is not valid UTF-8/);
+  }
+  assert.equal(good.kind, "recipient");
+});

@@ -58,8 +58,14 @@ Deno.test("mass-mailer send delivers exactly one message per row for 0, 1, 999, 
   for (const n of [0, 1, 999, 1000, 1001, 2001]) {
     await t.step(`${n} rows`, async () => {
       const r = await send(rows(n));
-      assert.equal(r.code, 0, r.stderr);
       assert.equal(r.delivered.length, n);
+      if (n === 0) {
+        // Never exit 0 with 0 sent: a header-only file is an input error.
+        assert.equal(r.code, 3, r.stderr);
+        assert.match(r.stderr, /Nothing to send: .* has no data rows/);
+        return;
+      }
+      assert.equal(r.code, 0, r.stderr);
       assert.equal(new Set(r.delivered.map((d) => d[1])).size, n);
       assert.equal(r.summary.rows, n);
       assert.equal(r.summary.sent, n);
@@ -208,11 +214,6 @@ Deno.test("mass-mailer send names the line of an unterminated quote, without a s
 
 Deno.test("mass-mailer send explains usage errors in one line", async (t) => {
   const cases: [string, string[], RegExp][] = [
-    [
-      "missing file",
-      ["send", "/nonexistent/x.csv", ...FAKE, ...MESSAGE],
-      /Cannot read .*no such file/,
-    ],
     ["no transport", ["send", "x.csv", ...MESSAGE], /--transport/],
     ["unknown transport", ["send", "x.csv", "--transport", "pigeon", ...MESSAGE], /pigeon/],
     [
@@ -231,6 +232,55 @@ Deno.test("mass-mailer send explains usage errors in one line", async (t) => {
       assert.match(r.stderr, pattern);
       assertNoStack(r.stderr);
     });
+  }
+});
+
+Deno.test("mass-mailer send: unreadable or empty input is a one-line input error (exit 3)", async (t) => {
+  const empty = await tempFile("");
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string, string[], RegExp][] = [
+      [
+        "missing file",
+        ["send", "/nonexistent/x.csv", ...FAKE, ...MESSAGE],
+        /Cannot read .*no such file/,
+      ],
+      ["a directory", ["send", dir, ...FAKE, ...MESSAGE], /Cannot read .*directory/],
+      ["an empty file", ["send", empty, ...FAKE, ...MESSAGE, "--no-report"], /Nothing to send/],
+    ];
+    for (const [name, args, pattern] of cases) {
+      await t.step(name, async () => {
+        const r = await runCli(args);
+        assert.equal(r.code, 3, r.stderr);
+        assert.match(r.stderr, pattern);
+        assertNoStack(r.stderr);
+      });
+    }
+    await t.step("a device gets no report beside it", async () => {
+      const r = await runCli([
+        "send",
+        "/dev/null",
+        ...FAKE,
+        "--from",
+        "a@example.com",
+        "--subject",
+        "Hi",
+        "--text",
+        "Hi",
+      ]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /No report is kept for \/dev\/null/);
+      let exists = true;
+      try {
+        await Deno.stat("/dev/null.report.csv");
+      } catch {
+        exists = false;
+      }
+      assert.equal(exists, false);
+    });
+  } finally {
+    await Deno.remove(empty);
+    await Deno.remove(dir);
   }
 });
 

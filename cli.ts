@@ -28,6 +28,7 @@ Usage:
   mass-mailer demo [--rows N]              generate a CSV and send it through the fake transport
   mass-mailer serve --transport fake|smtp|gmail [--port N]   run the HTTP service (serve --help)
   mass-mailer report <report.csv> [--json]  counts by status and code, first failures of a run
+  mass-mailer gmail login --gmail-client-secret FILE   store a Gmail refresh token (mode 0600)
   mass-mailer --version | --help
 
 Exit codes: 0 all sent · 1 some failed · 2 usage · 3 bad input · 4 transport error · 5 stopped, resumable

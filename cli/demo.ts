@@ -51,6 +51,8 @@ export async function demoCommand(args: string[], io: CliIo): Promise<number> {
       "--text",
       "Hi {{name}},\n\nGreetings from {{city}}. This message went through the fake transport.\n",
     ];
+    // The demo's folder is removed afterwards: keep its report only with --keep.
+    if (!parsed.values.keep) send.push("--no-report");
     io.stderr(`Running: mass-mailer send ${send.map(quote).join(" ")}\n`);
     return await sendCommand(send, io);
   } finally {

@@ -47,7 +47,9 @@ export function summaryText(s: CampaignSummary, ctx: SummaryContext): string {
   }[s.status];
   const rate = Math.round((s.sent + s.failed) / Math.max(0.001, s.elapsedMs / 1000));
   const lines = [
-    `${head} in ${formatDuration(s.elapsedMs)}: ${formatInt(s.rows)} rows read` +
+    `${head} in ${formatDuration(s.elapsedMs)}: ${formatInt(s.rows)} ${
+      s.rows === 1 ? "row" : "rows"
+    } read` +
     (s.dryRun ? " (dry run: nothing sent)" : `, ${formatInt(rate)} messages/s`),
   ];
   // A failed run's cause comes first: it is what the user has to fix.

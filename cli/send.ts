@@ -214,7 +214,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       input: input.stream,
       template,
       transport,
-      recipients,
+      recipients: { ...recipients, sizeHint: input.size },
       concurrency,
       limit,
       rate,

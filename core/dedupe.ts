@@ -275,9 +275,24 @@ export class DedupeSet {
   }
 
   /** Double the table and re-insert every fingerprint (hashes are stored, keys are not needed). */
+  /**
+   * Make room for `count` keys in all (a sizing hint, e.g. from the input's
+   * size): one resize now instead of a doubling after every few hundred
+   * thousand keys. Never shrinks; capped at 2^27 keys.
+   */
+  reserve(count: number): void {
+    const want = Math.min(Math.ceil(count), 2 ** 27);
+    let capacity = this.#mask + 1;
+    while (Math.floor(capacity * MAX_LOAD) < want) capacity *= 2;
+    if (capacity > this.#mask + 1) this.#resize(capacity);
+  }
+
   #grow(): void {
+    this.#resize((this.#mask + 1) * 2);
+  }
+
+  #resize(capacity: number): void {
     const old = this.#slots;
-    const capacity = (this.#mask + 1) * 2;
     this.#slots = new Uint32Array(capacity * SLOT_WORDS);
     this.#mask = capacity - 1;
     this.#limit = Math.floor(capacity * MAX_LOAD);

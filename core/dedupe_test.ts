@@ -93,3 +93,16 @@ Deno.test("DedupeSet refuses bad lines and capacities with RangeError", async (t
   });
   assert.equal(seen.size, 0);
 });
+
+Deno.test("DedupeSet.reserve() sizes the table once and keeps every key", () => {
+  const set = new DedupeSet(8);
+  for (let i = 1; i <= 100; i++) assert.equal(set.add(`k${i}@example.com`, i), 0);
+  const before = set.byteLength;
+  set.reserve(100_000);
+  assert.ok(set.byteLength > before);
+  const sized = set.byteLength;
+  for (let i = 1; i <= 100; i++) assert.equal(set.add(`K${i}@EXAMPLE.com`, 1000 + i), i);
+  for (let i = 101; i <= 100_000; i++) assert.equal(set.add(`k${i}@example.com`, i), 0);
+  assert.equal(set.byteLength, sized, "no doubling while filling what was reserved");
+  assert.equal(set.size, 100_000);
+});

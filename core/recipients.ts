@@ -47,6 +47,12 @@ export interface RecipientOptions extends CsvOptions {
    * default) to detect it by the rule in the module doc.
    */
   header?: boolean | "auto";
+  /**
+   * The input's size in bytes, when known (a file): the duplicate table is
+   * then sized once from the first chunk's bytes per row instead of doubling
+   * as it fills. Only a hint; any value works.
+   */
+  sizeHint?: number;
 }
 
 /** What one CSV row became. */
@@ -110,6 +116,7 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
   readonly #csv: CsvOptions;
   readonly #column: string | number;
   readonly #header: boolean | "auto";
+  readonly #sizeHint: number | undefined;
   #columns: readonly string[] = [];
   #hasHeader = false;
   #addressColumn = 0;
@@ -158,6 +165,7 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
     }
     this.#column = typeof column === "string" ? column.trim() : column;
     this.#header = header;
+    this.#sizeHint = opts?.sizeHint;
   }
 
   /** Column names from the header row ([] when there is none). Set before the first batch is yielded. */
@@ -186,11 +194,25 @@ export class RecipientReader implements AsyncIterable<RowItem[]> {
 
   async *#run(): AsyncGenerator<RowItem[]> {
     let first = true;
-    for await (const records of readCsvRecords(this.#input, this.#csv)) {
+    let bytes = 0;
+    const input = this.#input;
+    const hint = this.#sizeHint;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of input) {
+        bytes += chunk.length;
+        yield chunk;
+      }
+    }
+    const source = hint === undefined ? input : counted();
+    for await (const records of readCsvRecords(source, this.#csv)) {
       let start = 0;
       if (first) {
         first = false;
         if (this.#decide(records[0])) start = 1;
+        if (hint !== undefined && bytes > 0 && hint > bytes) {
+          // Rows expected in the whole input, from the first chunk's bytes per row (+10%).
+          this.#seen.reserve((hint / bytes) * records.length * 1.1);
+        }
       }
       const items = this.#items(records, start);
       if (items.length > 0) yield items;

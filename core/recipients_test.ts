@@ -473,3 +473,25 @@ Deno.test("RecipientReader reports a row whose merge field is not UTF-8 as inval
   }
   assert.equal(good.kind, "recipient");
 });
+
+Deno.test("RecipientReader gives the same items with a sizeHint (the duplicate table sized up front)", async () => {
+  let text = "email,name\n";
+  for (let i = 0; i < 5000; i++) text += `user${i % 4000}@example.com,N${i}\n`;
+  const bytes = new TextEncoder().encode(text);
+  const chunks = (size: number) =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let at = 0; at < bytes.length; at += size) c.enqueue(bytes.slice(at, at + size));
+        c.close();
+      },
+    });
+  const read = async (reader: RecipientReader) => {
+    const out = [];
+    for await (const batch of reader) out.push(...batch);
+    return out;
+  };
+  const plain = await read(new RecipientReader(chunks(4096)));
+  const hinted = await read(new RecipientReader(chunks(4096), { sizeHint: bytes.length }));
+  assert.deepEqual(hinted, plain);
+  assert.equal(plain.filter((i) => i.kind === "duplicate").length, 1000);
+});

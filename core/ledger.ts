@@ -51,8 +51,17 @@
  * recorded for its line, so a changed input that could not be hashed up front
  * (stdin, a request body) is caught too. With `force`, a changed input is
  * accepted and rows are matched by address instead of line: an address that
- * was sent (or failed, or suppressed) is not sent again wherever it moved, and
- * its new line gets a record saying so.
+ * was sent (or failed, or suppressed) in any earlier run is not sent again
+ * wherever it moved, and its new line gets a record saying so. The addresses
+ * are then kept as a hash set of every such record (not just the last record
+ * of each line, which a new address on the line replaces).
+ *
+ * Message-IDs are `<campaign.line@domain>`, so a line must keep its address
+ * for as long as a campaign id is used. A forced run that accepts a changed
+ * input (or one that cannot be fingerprinted) therefore gets a new campaign
+ * id (`<first id>-f<run>`), and later runs keep the id of the last run. Lines
+ * whose last record was made under an older campaign id are stale: a plain
+ * resume matches them by address, like `force`, never by line.
  *
  * @module
  */
@@ -85,7 +94,11 @@ export interface LedgerOptions {
   readonly force?: boolean;
   /** Send failed rows again: `"transient"` (out of retries) or `"all"`. Default: none. */
   readonly retryFailed?: RetryFailed;
-  /** Campaign id of a new ledger (it makes Message-IDs); default 12 random hex digits. An existing ledger keeps its own. */
+  /**
+   * Campaign id of a new ledger (it makes Message-IDs); default 12 random hex
+   * digits. An existing ledger keeps its own, except that a forced run on a
+   * changed input derives a new one from it.
+   */
   readonly campaignId?: string;
   /** Take the lock file `<path>.lock` (options for it, or false for none). Default true. */
   readonly lock?: boolean | LockOptions;
@@ -118,7 +131,7 @@ export interface LedgerCounts {
 
 /** What a meta record holds (the JSON in its `reason` field). */
 export interface LedgerMeta {
-  /** Campaign id, the same for every run of the ledger. */
+  /** Campaign id: the same for every run on the same input; a forced run on a changed input gets a new one. */
   readonly campaign: string;
   /** 1 for the run that created the ledger, then 2, 3, ... */
   readonly run: number;
@@ -165,7 +178,11 @@ export class LedgerError extends Error {
 export interface Ledger {
   /** The ledger file. */
   readonly path: string;
-  /** The campaign id (stable across runs: pass it to the composer). */
+  /**
+   * The campaign id for this run's Message-IDs (pass it to the composer): the
+   * last run's, or a new one when a forced run accepts a changed input, so a
+   * Message-ID never names two addresses.
+   */
   readonly campaignId: string;
   /** True when earlier runs recorded at least one final outcome. */
   readonly resumed: boolean;
@@ -570,15 +587,14 @@ function parseMeta(record: LedgerRecord): LedgerMeta | undefined {
 class LineTable {
   status = new Uint8Array(1024);
   hashes = new Float64Array(1024);
-  /** With `force` only: hash of the address's dedupe key per line. */
-  keys: Float64Array | undefined;
+  /**
+   * 1 for a line whose latest record was made under an older campaign id (an
+   * earlier input); made only when the campaign id changed.
+   */
+  stale: Uint8Array | undefined;
   maxLine = 0;
 
-  constructor(withKeys: boolean) {
-    if (withKeys) this.keys = new Float64Array(1024);
-  }
-
-  set(line: number, status: number, hash: number, key: number): void {
+  set(line: number, status: number, hash: number): void {
     if (line >= this.status.length) {
       let size = this.status.length;
       while (size <= line) size *= 2;
@@ -588,16 +604,27 @@ class LineTable {
       const h = new Float64Array(size);
       h.set(this.hashes);
       this.hashes = h;
-      if (this.keys !== undefined) {
-        const k = new Float64Array(size);
-        k.set(this.keys);
-        this.keys = k;
+      if (this.stale !== undefined) {
+        const k = new Uint8Array(size);
+        k.set(this.stale);
+        this.stale = k;
       }
     }
     this.status[line] = status;
     this.hashes[line] = hash;
-    if (this.keys !== undefined) this.keys[line] = key;
+    if (this.stale !== undefined) this.stale[line] = 0;
     if (line > this.maxLine) this.maxLine = line;
+  }
+
+  /** Mark every line recorded so far as stale (a new campaign id begins). */
+  markStale(): void {
+    this.stale ??= new Uint8Array(this.status.length);
+    for (let i = 1; i <= this.maxLine; i++) if (this.status[i] !== NONE) this.stale[i] = 1;
+  }
+
+  /** True when `line`'s latest record belongs to the current campaign id (or there is none). */
+  current(line: number): boolean {
+    return this.stale === undefined || line > this.maxLine || this.stale[line] === 0;
   }
 
   counts(): LedgerCounts {
@@ -615,20 +642,17 @@ class LineTable {
   }
 }
 
-/** A compact map from a 53-bit address-key hash to the ledger line it was recorded on. */
+/**
+ * A compact map from a 53-bit address-key hash to the latest mailed status of
+ * that address in any earlier run and the line it was recorded on (13 bytes a
+ * slot, at most half full): every address ever sent, failed or suppressed.
+ */
 class KeyTable {
-  #keys: Float64Array;
-  #lines: Uint32Array;
-  #mask: number;
+  #keys = new Float64Array(1024);
+  #lines = new Uint32Array(1024);
+  #status = new Uint8Array(1024);
+  #mask = 1023;
   #size = 0;
-
-  constructor(expected: number) {
-    let cap = 1024;
-    while (cap < expected * 2) cap *= 2;
-    this.#keys = new Float64Array(cap);
-    this.#lines = new Uint32Array(cap);
-    this.#mask = cap - 1;
-  }
 
   #slot(key: number): number {
     let i = (key % 4294967296) & this.#mask;
@@ -636,36 +660,53 @@ class KeyTable {
     return i;
   }
 
-  /** Keep the first line seen for `key`. */
-  add(key: number, line: number): void {
+  /**
+   * Record that `key` got `status` on `line`. A later record wins (a failed
+   * address sent by `--retry-failed`), except that a sent address stays sent.
+   */
+  add(key: number, line: number, status: number): void {
     const i = this.#slot(key);
-    if (this.#lines[i] !== 0) return;
+    if (this.#lines[i] !== 0) {
+      if (this.#status[i] === SENT && status !== SENT) return;
+      this.#lines[i] = line;
+      this.#status[i] = status;
+      return;
+    }
     if ((this.#size + 1) * 2 > this.#keys.length) {
       this.#grow();
-      this.add(key, line);
+      this.add(key, line, status);
       return;
     }
     this.#keys[i] = key;
     this.#lines[i] = line;
+    this.#status[i] = status;
     this.#size++;
   }
 
-  /** The line of `key` (0 when absent), then forget it so a second row with the key is not matched. */
+  /**
+   * `line * 8 + status` of `key` (0 when absent), then forget it, so a second
+   * row with the key (a duplicate in the new input) is not matched.
+   */
   take(key: number): number {
     const i = this.#slot(key);
     const line = this.#lines[i];
-    if (line !== 0 && line !== MAX_LINE) this.#lines[i] = MAX_LINE; // Tombstone: matched once.
-    return line === MAX_LINE ? 0 : line;
+    if (line === 0 || line === MAX_LINE) return 0;
+    this.#lines[i] = MAX_LINE; // Tombstone: matched once.
+    return line * 8 + this.#status[i];
   }
 
   #grow(): void {
     const keys = this.#keys;
     const lines = this.#lines;
+    const status = this.#status;
     this.#keys = new Float64Array(keys.length * 2);
     this.#lines = new Uint32Array(keys.length * 2);
+    this.#status = new Uint8Array(keys.length * 2);
     this.#mask = keys.length * 2 - 1;
     this.#size = 0;
-    for (let i = 0; i < keys.length; i++) if (lines[i] !== 0) this.add(keys[i], lines[i]);
+    for (let i = 0; i < keys.length; i++) {
+      if (lines[i] !== 0) this.add(keys[i], lines[i], status[i]);
+    }
   }
 }
 
@@ -771,7 +812,11 @@ async function load(
 ): Promise<Ledger> {
   const now = options.now ?? Date.now;
   const force = options.force === true;
-  const table = new LineTable(force);
+  const table = new LineTable();
+  // With force, every mailed address of every run, gathered in the same pass.
+  let keys = force ? new KeyTable() : undefined;
+  const campaigns = new Set<string>();
+  let forcedBefore = false;
   const cutoff = now() - timing.historyMs;
   const cutoffIso = new Date(Math.max(0, cutoff)).toISOString();
   const times: number[] = [];
@@ -785,8 +830,12 @@ async function load(
     if (r.status === "meta") {
       const m = parseMeta(r);
       if (m !== undefined) {
+        // Records made under an older campaign id belong to an earlier input.
+        if (meta !== undefined && m.campaign !== meta.campaign) table.markStale();
         meta = m;
         firstMeta ??= m;
+        campaigns.add(m.campaign);
+        if (m.forced === true) forcedBefore = true;
         runs++;
       }
       return;
@@ -802,9 +851,9 @@ async function load(
       retries++;
       return;
     }
-    let code = STATUS_CODE[r.status];
-    if (code === FAILED && r.failure === "transient") code = FAILED_TRANSIENT;
-    table.set(r.line, code, hashAddress(r.address), force ? hashAddress(dedupeKey(r.address)) : 0);
+    const code = statusCode(r);
+    table.set(r.line, code, hashAddress(r.address));
+    if (keys !== undefined) addKey(keys, r.line, r.address, code);
   });
 
   const before = table.counts();
@@ -841,15 +890,14 @@ async function load(
     }
   }
 
-  let keys: KeyTable | undefined;
-  if (table.keys !== undefined) {
-    // Rows that were mailed (or refused, or suppressed), by address; invalid and duplicate rows
-    // are classified again from the new input.
-    keys = new KeyTable(before.sent + before.failed + before.suppressed);
-    for (let line = 1; line <= table.maxLine; line++) {
-      const s = table.status[line];
-      if (s !== NONE && s !== INVALID && s !== DUPLICATE) keys.add(table.keys[line], line);
-    }
+  if (keys === undefined && (forcedBefore || table.stale !== undefined)) {
+    // A plain resume after a forced run: lines the forced run did not reach may hold addresses
+    // mailed under the older input, so they are matched by address (a second pass, rare).
+    const k = new KeyTable();
+    await readLedger(path, (r) => {
+      if (r.status !== "meta" && r.status !== "retry") addKey(k, r.line, r.address, statusCode(r));
+    });
+    keys = k;
   }
 
   let file: Deno.FsFile;
@@ -866,7 +914,15 @@ async function load(
       },
     );
   }
-  const campaignId = firstMeta?.campaign ?? options.campaignId ?? randomCampaignId();
+  const campaignId = recorded === undefined
+    ? options.campaignId ?? randomCampaignId()
+    : force && inputChanged(fp.input, recorded.input)
+    ? newCampaignId(
+      (firstMeta as LedgerMeta | undefined)?.campaign ?? recorded.campaign,
+      runs + 1,
+      campaigns,
+    )
+    : recorded.campaign;
   const writer = new LedgerWriter(path, file, lock, options, timing, {
     table,
     keys,
@@ -879,6 +935,31 @@ async function load(
   });
   if (!info.exists || info.goodBytes === 0) writer.writeHeader();
   return writer;
+}
+
+/** The status byte of a final record. */
+function statusCode(r: LedgerRecord): number {
+  const code = STATUS_CODE[r.status];
+  return code === FAILED && r.failure === "transient" ? FAILED_TRANSIENT : code;
+}
+
+/** Add a mailed (sent, failed, suppressed) record's address to `keys`; invalid and duplicate rows are classified again. */
+function addKey(keys: KeyTable, line: number, address: string, code: number): void {
+  if (code === INVALID || code === DUPLICATE || code === NONE) return;
+  keys.add(hashAddress(dedupeKey(address)), line, code);
+}
+
+/** True unless both fingerprints are known and equal (lines may hold other addresses now). */
+function inputChanged(now: string | undefined, then: string | undefined): boolean {
+  return now === undefined || then === undefined || now !== then;
+}
+
+/** `<first>-f<run>`, within 64 characters and unlike every campaign id the ledger used. */
+function newCampaignId(first: string, run: number, used: ReadonlySet<string>): string {
+  const suffix = `-f${run}`;
+  let id = first.slice(0, 64 - suffix.length) + suffix;
+  while (used.has(id)) id = randomCampaignId();
+  return id;
 }
 
 function describeFingerprint(fp: string): string {
@@ -966,10 +1047,14 @@ class LedgerWriter implements Ledger {
 
   previous(line: number, address: string): RowStatus | undefined {
     const { table, keys } = this.#state;
-    if (keys !== undefined) return this.#previousByAddress(line, address, keys);
+    if (keys !== undefined && (this.#force || !table.current(line) || line > table.maxLine)) {
+      return this.#previousByAddress(line, address, keys);
+    }
     if (line > table.maxLine) return undefined;
     const s = table.status[line];
-    if (s === NONE) return undefined;
+    if (s === NONE) {
+      return keys === undefined ? undefined : this.#previousByAddress(line, address, keys);
+    }
     if (table.hashes[line] !== hashAddress(address)) {
       throw new LedgerError(
         "changed",
@@ -979,21 +1064,30 @@ class LedgerWriter implements Ledger {
           `to the report by address, or use another --report file`,
       );
     }
+    // Matched by line: a later row with the same address (a duplicate) must not match it again.
+    keys?.take(hashAddress(dedupeKey(address)));
     if (s === FAILED_TRANSIENT ? this.#retryTransient : s === FAILED && this.#retryAll) {
       return undefined;
     }
     return STATUS_NAME[s];
   }
 
+  /**
+   * Match a row by address against every address mailed in earlier runs (with
+   * force, and for stale lines); a match on another line, or on a line recorded
+   * under an older campaign id, gets a record on this line.
+   */
   #previousByAddress(line: number, address: string, keys: KeyTable): RowStatus | undefined {
-    const from = keys.take(hashAddress(dedupeKey(address)));
-    if (from === 0) return undefined;
-    const s = this.#state.table.status[from];
+    const found = keys.take(hashAddress(dedupeKey(address)));
+    if (found === 0) return undefined;
+    const from = Math.floor(found / 8);
+    const s = found % 8;
     if (s === FAILED_TRANSIENT ? this.#retryTransient : s === FAILED && this.#retryAll) {
       return undefined;
     }
     const status = STATUS_NAME[s]!;
-    if (from !== line || this.#state.table.hashes[line] !== hashAddress(address)) {
+    const { table } = this.#state;
+    if (from !== line || table.hashes[line] !== hashAddress(address) || !table.current(line)) {
       this.#count(line, s);
       // Re-key the outcome to its new line, so later runs match by line again.
       this.#append(
@@ -1001,7 +1095,7 @@ class LedgerWriter implements Ledger {
         address,
         status,
         "",
-        `Same address as line ${from} in an earlier run (input changed, --force)`,
+        `Same address as line ${from} in an earlier run (the input changed)`,
         0,
         "",
         s === FAILED ? "permanent" : s === FAILED_TRANSIENT ? "transient" : "",

@@ -477,6 +477,99 @@ Deno.test("previous() checks each row's address against its line (stdin) and mat
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("previous() with force never matches a line's newer address for an older one, and forced runs on a changed input get a new campaign id", async (t) => {
+  const dir = await tempDir();
+  const path = `${dir}/report.csv`;
+  const fp = (input: string) => ({ input: `sha256:${input}:10`, template: "sha256:t" });
+  const run = async (
+    input: string,
+    force: boolean,
+    rows: [number, string][],
+  ): Promise<{ campaignId: string; done: (string | undefined)[] }> => {
+    const l = await openLedger(path, { fingerprint: fp(input), force, campaignId: "spring" });
+    l.begin({ columns: ["email"] });
+    const done = rows.map(([line, address]) => {
+      const before = l.previous(line, address);
+      if (before === undefined) l.record(sent(line, address));
+      return before;
+    });
+    await l.close();
+    return { campaignId: l.campaignId, done };
+  };
+  const one = await run("a", false, [[2, "a@example.com"], [3, "b@example.com"]]);
+  await t.step("a new ledger uses the given campaign id", () => {
+    assert.equal(one.campaignId, "spring");
+  });
+  // Run 2 (forced, changed input): line 2 now holds new@, whose record replaces a@'s for line 2.
+  const two = await run("b", true, [[2, "new@example.com"], [3, "B@example.com"], [
+    4,
+    "d@example.com",
+  ]]);
+  await t.step(
+    "a forced run on a changed input sends the new addresses under a new campaign id",
+    () => {
+      assert.deepEqual(two.done, [undefined, "sent", undefined]);
+      assert.notEqual(two.campaignId, one.campaignId);
+      assert.match(two.campaignId, /^[A-Za-z0-9._-]{1,64}$/);
+    },
+  );
+  // Run 3 (forced, changed again): a@ moved to line 5; the last record of line 2 is new@'s.
+  const three = await run("c", true, [
+    [2, "new@example.com"],
+    [3, "b@example.com"],
+    [4, "d@example.com"],
+    [5, "A@example.com"],
+    [6, "e@example.com"],
+  ]);
+  await t.step("an address mailed in any earlier run is not mailed again wherever it moved", () => {
+    assert.deepEqual(three.done, ["sent", "sent", "sent", "sent", undefined]);
+    assert.equal(new Set([one.campaignId, two.campaignId, three.campaignId]).size, 3);
+  });
+  await t.step(
+    "a plain resume on the same input keeps the campaign id and matches every row",
+    async () => {
+      const again = await run("c", false, [
+        [2, "new@example.com"],
+        [3, "b@example.com"],
+        [4, "d@example.com"],
+        [5, "A@example.com"],
+        [6, "e@example.com"],
+      ]);
+      assert.equal(again.campaignId, three.campaignId);
+      assert.deepEqual(again.done, ["sent", "sent", "sent", "sent", "sent"]);
+    },
+  );
+  await t.step("a forced run on an unchanged input keeps the campaign id", async () => {
+    const again = await run("c", true, [[5, "a@example.com"]]);
+    assert.equal(again.campaignId, three.campaignId);
+    assert.deepEqual(again.done, ["sent"]);
+  });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a plain resume after a forced run that stopped early matches the lines it did not reach by address", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/report.csv`;
+  const first = await openLedger(path, { fingerprint: { input: "sha256:a:1" } });
+  first.begin({ columns: ["email"] });
+  first.record(sent(2, "a@example.com"));
+  await first.close();
+  // Forced run on a new input [new@, a@] stops after line 2; line 3 (a@) was not reached.
+  const forced = await openLedger(path, { fingerprint: { input: "sha256:b:1" }, force: true });
+  forced.begin({ columns: ["email"] });
+  assert.equal(forced.previous(2, "new@example.com"), undefined);
+  forced.record(sent(2, "new@example.com"));
+  await forced.close();
+  const plain = await openLedger(path, { fingerprint: { input: "sha256:b:1" } });
+  assert.equal(plain.campaignId, forced.campaignId);
+  plain.begin({ columns: ["email"] });
+  assert.equal(plain.previous(2, "new@example.com"), "sent");
+  assert.equal(plain.previous(3, "a@example.com"), "sent", "a@ was mailed by the first run");
+  assert.equal(plain.previous(4, "z@example.com"), undefined);
+  await plain.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("openLedger() refuses a second holder and names its pid; close() releases the lock", async () => {
   const dir = await tempDir();
   const path = `${dir}/report.csv`;

@@ -215,6 +215,72 @@ Deno.test("RES-1: SIGTERM after about 5,000 of 10,000 sends, the same command se
   await Deno.remove(w.dir, { recursive: true });
 });
 
+Deno.test("--force after inputs changed twice: every address is delivered exactly once and no Message-ID names two addresses", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mass-mailer-resume-" });
+  const csv = `${dir}/fo.csv`;
+  const log = `${dir}/fo.dl`;
+  const args = [
+    "send",
+    csv,
+    "--transport",
+    "fake",
+    "--latency",
+    "1",
+    "--from",
+    "t@example.com",
+    "--subject",
+    "s",
+    "--text",
+    "t",
+    "--delivery-log",
+    log,
+    "--progress",
+    "none",
+  ];
+  const inputs: [string[], string[]][] = [
+    [["a@example.com", "b@example.com", "c@example.com"], []],
+    [["new@example.com", "C@example.com", "b@example.com", "B@Example.com", "d@example.com"], [
+      "--force",
+    ]],
+    [[
+      "new@example.com",
+      "C@example.com",
+      "b@example.com",
+      "B@Example.com",
+      "d@example.com",
+      "a@example.com",
+    ], ["--force"]],
+  ];
+  for (const [rows, extra] of inputs) {
+    await Deno.writeTextFile(csv, ["email", ...rows].join("\n") + "\n");
+    const run = await runCli([...args, ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+  }
+  const deliveries = readDeliveries(log);
+  const perAddress = new Map<string, number>();
+  for (const d of deliveries) {
+    const key = d.address.toLowerCase();
+    perAddress.set(key, (perAddress.get(key) ?? 0) + 1);
+  }
+  const everyone = new Set(inputs.flatMap(([rows]) => rows.map((r) => r.toLowerCase())));
+  assert.deepEqual(
+    [...perAddress].sort(),
+    [...everyone].sort().map((a) => [a, 1]),
+    "each address delivered exactly once",
+  );
+  const addressOf = new Map<string, string>();
+  for (const d of deliveries) {
+    const other = addressOf.get(d.messageId);
+    assert.ok(
+      other === undefined || other === d.address,
+      `${d.messageId} was used for ${other} and ${d.address}`,
+    );
+    addressOf.set(d.messageId, d.address);
+  }
+  assert.equal(addressOf.size, deliveries.length, "Message-IDs are unique");
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test(`RES-2: kill -9 with 500 in flight, then resume: no gaps, doubles at most the window, finished only when every row is accounted for (seed ${SEED})`, async () => {
   const rand = seeded(SEED + 2);
   const window = 500;

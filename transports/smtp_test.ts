@@ -303,6 +303,38 @@ Deno.test("SMTP-1: a pool larger than the server allows still sends everything",
   );
 });
 
+Deno.test("SMTP-1: at a 10-connection limit, pool 20 keeps full speed: retired connections are replaced at once", async () => {
+  const maxMessages = 50;
+  await withSmtp(
+    { maxClients: 10 },
+    // The default reconnect delay: with a failure backoff shared by every slot,
+    // the refused slots pushed it to its 30 s cap and each round of retirements
+    // waited behind it (2,000 messages took 4 x 30 s).
+    { connections: 20, maxMessages, reconnectDelay: 250 },
+    async ({ server, t }) => {
+      const msgs = messages(2000);
+      const started = performance.now();
+      const results = await sendAll(t, msgs);
+      const elapsed = performance.now() - started;
+      assert.deepEqual(statuses(results), msgs.map(() => "sent"));
+      assert.equal(server.received.length, msgs.length, "each message delivered exactly once");
+      assert.deepEqual(sortedRecipients(server), addressesOf(msgs));
+      assert.ok(t.stats.refusedOpens >= 1, "the server refused connections beyond its limit");
+      assert.ok(t.stats.limit <= 10, `the pool shrank to the server's limit: ${t.stats.limit}`);
+      const needed = msgs.length / maxMessages;
+      assert.ok(
+        t.stats.opened >= needed && t.stats.opened <= needed + 2,
+        `one connection per ${maxMessages} messages, no churn: ${t.stats.opened} opened`,
+      );
+      assert.ok(
+        t.stats.longestWait <= 5000,
+        `no wait beyond the 5 s probe cap was scheduled: ${t.stats.longestWait} ms`,
+      );
+      assert.ok(elapsed < 15_000, `no stall behind a reconnect backoff: ${Math.round(elapsed)} ms`);
+    },
+  );
+});
+
 Deno.test("SMTP-2: a 421 after the 3rd message moves the next one, nothing is sent twice", async () => {
   await withSmtp(
     {

@@ -73,9 +73,19 @@ export interface SmtpOptions {
   readonly commandTimeout?: number;
   /** Milliseconds to wait for the reply after the message data is sent. Default 120000. */
   readonly dataTimeout?: number;
-  /** Connection attempts that may fail in a row, with growing delays, before `send()` gives up. Default 5. */
+  /**
+   * Connection attempts that may fail in a row, with growing delays, while no
+   * connection works, before `send()` gives up. Default 5. Attempts refused while
+   * other connections work (a server's connection limit) never count: the pool
+   * shrinks to the connections that work and probes for more now and then.
+   */
   readonly reconnectAttempts?: number;
-  /** First reconnect delay in milliseconds; it doubles each time, up to 30 s. Default 250. */
+  /**
+   * First reconnect delay in milliseconds; it doubles each time, up to 30 s while
+   * no connection works, and up to 5 s between probes for one more connection
+   * while others work. A connection retired at `maxMessages` is replaced at once.
+   * Default 250.
+   */
   readonly reconnectDelay?: number;
   /**
    * How many times one message is moved to another connection after its

@@ -1,7 +1,20 @@
 /**
  * The connection pool: a queue of messages, up to `connections` open
- * connections pulling from it, a reconnect backoff for connections that fail
- * to open, and per-batch promises with abort support.
+ * connections pulling from it, and per-batch promises with abort support.
+ *
+ * Two kinds of failed opens are told apart:
+ *
+ * - Nothing works (no live connection): the server is down or refuses us.
+ *   Attempts back off exponentially (`reconnectDelay`, doubling, up to 30 s),
+ *   and after `reconnectAttempts` failures in a row `send()` gives up.
+ * - Refused while other connections work (typically `421 Too many
+ *   connections`): the server has a connection limit below the pool size. The
+ *   pool shrinks its effective size to the connections that work, never gives
+ *   up because of it, and probes for one more connection on a short schedule
+ *   (`reconnectDelay`, doubling, up to 5 s).
+ *
+ * A connection that retires (its `maxMessages` reached) or closes is replaced
+ * at once: a planned reconnect never waits behind a failure backoff.
  *
  * @module
  */
@@ -10,8 +23,10 @@ import { type Job, type JobSource, SmtpConnection } from "./connection.ts";
 import { SmtpError } from "./error.ts";
 import type { ResolvedSmtpOptions } from "./options.ts";
 
-/** Longest wait between two connection attempts. */
+/** Longest wait between two connection attempts while no connection works. */
 const MAX_RECONNECT_DELAY = 30_000;
+/** Longest wait between two probes for one more connection while others work. */
+const MAX_PROBE_DELAY = 5_000;
 
 interface Batch {
   readonly results: SendResult[];
@@ -36,6 +51,12 @@ export interface PoolStats {
   failedOpens: number;
   /** Messages moved to another connection after theirs closed. */
   requeued: number;
+  /** Failed attempts while other connections worked (e.g. 421 at a server's connection limit). */
+  refusedOpens: number;
+  /** Effective pool size: `connections`, lowered while the server refuses more. */
+  limit: number;
+  /** Longest wait, in ms, the pool scheduled before a connection attempt (0 if none). */
+  longestWait: number;
 }
 
 /** A pool of SMTP connections fed from one queue. */
@@ -47,18 +68,37 @@ export class SmtpPool implements JobSource {
   #head = 0;
   readonly #front: PoolJob[] = [];
   #pending = 0;
+  /** Failed opens in a row while no connection worked. */
   #failures = 0;
+  /** While nothing works: no attempt before this time (performance.now()). */
   #nextOpenAt = 0;
-  #backoffTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Effective pool size (see {@link PoolStats.limit}). */
+  #limit: number;
+  /** Refusals in a row while others worked: grows the probe delay. */
+  #refusals = 0;
+  /** While the pool is shrunk: no probe for one more connection before this time. */
+  #probeAt = 0;
+  #probing = false;
+  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #timerAt = 0;
   #fatal: SmtpError | null = null;
   #closing = false;
   #drained: (() => void) | null = null;
   /** Counters, updated as the pool works. */
-  readonly stats: PoolStats = { opened: 0, failedOpens: 0, requeued: 0 };
+  readonly stats: PoolStats;
 
   /** A pool for resolved options; it opens nothing until the first message. */
   constructor(options: ResolvedSmtpOptions) {
     this.#o = options;
+    this.#limit = options.connections;
+    this.stats = {
+      opened: 0,
+      failedOpens: 0,
+      requeued: 0,
+      refusedOpens: 0,
+      limit: options.connections,
+      longestWait: 0,
+    };
   }
 
   /** Queue `batch` and resolve one result per message, in order. */
@@ -119,9 +159,9 @@ export class SmtpPool implements JobSource {
   }
 
   async #shutdown(): Promise<void> {
-    if (this.#backoffTimer !== undefined) {
-      clearTimeout(this.#backoffTimer);
-      this.#backoffTimer = undefined;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
     }
     while (this.#openings.size > 0) await Promise.all([...this.#openings]);
     await Promise.all([...this.#live].map((c) => c.close()));
@@ -202,52 +242,107 @@ export class SmtpPool implements JobSource {
       c.pump();
       if (this.#queued() === 0) return;
     }
-    // Grow: each new connection will soon carry about two messages.
+    const now = performance.now();
+    // Nothing works: the failure backoff decides when to try again.
+    // Attempts still in flight call back here when they settle.
+    if (this.#live.size === 0 && now < this.#nextOpenAt) {
+      if (this.#openings.size === 0) this.#wake(this.#nextOpenAt, now);
+      return;
+    }
+    // Grow (or replace retired connections) up to the effective size, at once.
+    // Each new connection will soon carry about two messages.
     while (
-      this.#live.size + this.#openings.size < this.#o.connections &&
-      this.#queued() > this.#openings.size * 2 &&
-      this.#backoffTimer === undefined
+      this.#live.size + this.#openings.size < this.#limit &&
+      this.#queued() > this.#openings.size * 2
     ) {
-      const wait = this.#nextOpenAt - performance.now();
-      if (wait > 0) {
-        this.#backoffTimer = setTimeout(() => {
-          this.#backoffTimer = undefined;
-          this.#dispatch();
-        }, Math.ceil(wait));
-        return;
-      }
-      this.#open();
+      this.#open(false);
+    }
+    // Shrunk by refusals: probe for one more connection now and then.
+    if (
+      this.#limit < this.#o.connections && !this.#probing && this.#live.size > 0 &&
+      this.#live.size + this.#openings.size >= this.#limit &&
+      this.#queued() > this.#openings.size * 2
+    ) {
+      if (now >= this.#probeAt) this.#open(true);
+      else this.#wake(this.#probeAt, now);
     }
   }
 
-  #open(): void {
+  /** Run #dispatch at `at` (a performance.now() time), unless a timer fires earlier. */
+  #wake(at: number, now: number): void {
+    if (this.#timer !== undefined) {
+      if (this.#timerAt <= at) return;
+      clearTimeout(this.#timer);
+    }
+    const wait = Math.max(0, Math.ceil(at - now));
+    if (wait > this.stats.longestWait) this.stats.longestWait = wait;
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#dispatch();
+    }, wait);
+  }
+
+  #open(probe: boolean): void {
+    if (probe) this.#probing = true;
     const p: Promise<void> = SmtpConnection.open(this.#o).then(
       (conn) => {
         this.#openings.delete(p);
+        if (probe) {
+          this.#probing = false;
+          this.#refusals = 0;
+          this.#probeAt = performance.now() + this.#probeDelay();
+        }
         this.#failures = 0;
+        this.#nextOpenAt = 0;
         this.stats.opened++;
         this.#live.add(conn);
+        const open = this.#live.size + this.#openings.size;
+        if (open > this.#limit) this.#setLimit(Math.min(open, this.#o.connections));
         conn.start(this);
         if (this.#fatal !== null) conn.destroy(this.#fatal);
         else this.#dispatch();
       },
       (error: SmtpError) => {
         this.#openings.delete(p);
+        if (probe) this.#probing = false;
         this.stats.failedOpens++;
-        this.#openFailed(error);
+        this.#openFailed(error, probe);
       },
     );
     this.#openings.add(p);
   }
 
-  #openFailed(error: SmtpError): void {
+  #setLimit(n: number): void {
+    this.#limit = n;
+    this.stats.limit = n;
+  }
+
+  /** Delay before the next probe: reconnectDelay doubling per refusal, up to MAX_PROBE_DELAY. */
+  #probeDelay(): number {
+    const base = Math.max(1, this.#o.reconnectDelay);
+    return Math.min(base * 2 ** Math.min(Math.max(this.#refusals - 1, 0), 20), MAX_PROBE_DELAY);
+  }
+
+  #openFailed(error: SmtpError, probe: boolean): void {
     if (this.#fatal !== null) return;
     if (!error.transient) {
       this.#failAll(error);
       return;
     }
+    if (this.#live.size > 0) {
+      // Refused while others work: the server's limit is below the pool size.
+      // Shrink to what works and probe again later; this is not a failure.
+      // Refusals of one wave count once; each failed probe doubles the delay.
+      this.stats.refusedOpens++;
+      if (probe || this.#refusals === 0) this.#refusals++;
+      this.#setLimit(Math.max(1, Math.min(this.#limit, this.#live.size + this.#openings.size)));
+      this.#probeAt = performance.now() + this.#probeDelay();
+      this.#dispatch();
+      return;
+    }
     this.#failures++;
-    const alone = this.#live.size === 0 && this.#openings.size === 0;
+    const alone = this.#openings.size === 0;
     if (alone && this.#failures > this.#o.reconnectAttempts) {
       const tries = this.#failures;
       this.#failAll(

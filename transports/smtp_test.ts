@@ -335,6 +335,38 @@ Deno.test("SMTP-1: at a 10-connection limit, pool 20 keeps full speed: retired c
   );
 });
 
+Deno.test("SMTP-1: a pool shrunk by refusals probes again and grows back when the server admits more", async () => {
+  let attempts = 0;
+  await withSmtp(
+    {},
+    {
+      connections: 4,
+      maxMessages: 20,
+      reconnectDelay: 1,
+      dialer: {
+        // Attempts 3 to 6 are refused, as by a server that is full for a moment.
+        connect(o) {
+          attempts++;
+          if (attempts >= 3 && attempts <= 6) {
+            return Promise.reject(new Error("connection refused (test)"));
+          }
+          return Deno.connect(o);
+        },
+        startTls: (c, o) => Deno.startTls(c, o),
+      },
+    },
+    async ({ server, t }) => {
+      const msgs = messages(1000);
+      const results = await sendAll(t, msgs);
+      assert.deepEqual(statuses(results), msgs.map(() => "sent"));
+      assert.deepEqual(sortedRecipients(server), addressesOf(msgs));
+      assert.ok(t.stats.refusedOpens >= 1, "a refusal while others worked shrank the pool");
+      assert.equal(t.stats.failedOpens, 4);
+      assert.equal(t.stats.limit, 4, "probes found the room again");
+    },
+  );
+});
+
 Deno.test("SMTP-2: a 421 after the 3rd message moves the next one, nothing is sent twice", async () => {
   await withSmtp(
     {

@@ -252,7 +252,7 @@ export class SmtpPool implements JobSource {
     // Grow (or replace retired connections) up to the effective size, at once.
     // Each new connection will soon carry about two messages.
     while (
-      this.#live.size + this.#openings.size < this.#limit &&
+      this.#live.size + this.#counted() < this.#limit &&
       this.#queued() > this.#openings.size * 2
     ) {
       this.#open(false);
@@ -260,7 +260,7 @@ export class SmtpPool implements JobSource {
     // Shrunk by refusals: probe for one more connection now and then.
     if (
       this.#limit < this.#o.connections && !this.#probing && this.#live.size > 0 &&
-      this.#live.size + this.#openings.size >= this.#limit &&
+      this.#live.size + this.#counted() >= this.#limit &&
       this.#queued() > this.#openings.size * 2
     ) {
       if (now >= this.#probeAt) this.#open(true);
@@ -283,22 +283,27 @@ export class SmtpPool implements JobSource {
     }, wait);
   }
 
+  /** Openings that count toward the effective size (a probe is one beyond it). */
+  #counted(): number {
+    return this.#openings.size - (this.#probing ? 1 : 0);
+  }
+
   #open(probe: boolean): void {
     if (probe) this.#probing = true;
     const p: Promise<void> = SmtpConnection.open(this.#o).then(
       (conn) => {
         this.#openings.delete(p);
         if (probe) {
+          // There was room for one more: grow, and look for more soon.
           this.#probing = false;
           this.#refusals = 0;
           this.#probeAt = performance.now() + this.#probeDelay();
+          this.#setLimit(Math.min(this.#limit + 1, this.#o.connections));
         }
         this.#failures = 0;
         this.#nextOpenAt = 0;
         this.stats.opened++;
         this.#live.add(conn);
-        const open = this.#live.size + this.#openings.size;
-        if (open > this.#limit) this.#setLimit(Math.min(open, this.#o.connections));
         conn.start(this);
         if (this.#fatal !== null) conn.destroy(this.#fatal);
         else this.#dispatch();
@@ -336,7 +341,10 @@ export class SmtpPool implements JobSource {
       // Refusals of one wave count once; each failed probe doubles the delay.
       this.stats.refusedOpens++;
       if (probe || this.#refusals === 0) this.#refusals++;
-      this.#setLimit(Math.max(1, Math.min(this.#limit, this.#live.size + this.#openings.size)));
+      // A failed probe says nothing about the connections within the limit.
+      if (!probe) {
+        this.#setLimit(Math.max(1, Math.min(this.#limit, this.#live.size + this.#counted())));
+      }
       this.#probeAt = performance.now() + this.#probeDelay();
       this.#dispatch();
       return;

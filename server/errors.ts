@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   bad_csv: 400,
   /** The body ended before it was complete (the client stopped sending), before any row was taken. */
   body_truncated: 400,
+  /** A multipart body has its `message` part after the `recipients` part (message must come first). */
+  message_after_recipients: 400,
   /** The `Idempotency-Key` header is not 1-128 characters of `A-Z a-z 0-9 . _ : -`. */
   bad_idempotency_key: 400,
   /** The client sent no body bytes for the server's idle timeout, before any row was taken. */

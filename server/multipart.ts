@@ -71,6 +71,8 @@ export class MultipartReader {
   #eof = false;
   /** Where we are: before the first part, in a part's headers, in a body, or after the close. */
   #phase: "preamble" | "headers" | "body" | "done" = "preamble";
+  /** The next part's headers, read ahead by `body(beforeEnd)`; {@link next} returns it. */
+  #pending: PartInfo | undefined;
 
   /** Read `source` with `boundary` (see {@link multipartBoundary}). */
   constructor(source: AsyncIterable<Uint8Array>, boundary: string) {
@@ -82,6 +84,11 @@ export class MultipartReader {
 
   /** Move to the next part and return its headers; undefined after the closing boundary. */
   async next(): Promise<PartInfo | undefined> {
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      return pending;
+    }
     if (this.#phase === "body") {
       for await (const _ of this.body()) {
         // Skip the rest of the current part.
@@ -97,10 +104,20 @@ export class MultipartReader {
     return await this.#headers();
   }
 
-  /** The current part's body, streamed in pieces (views of the input; copy to keep). */
-  async *body(): AsyncGenerator<Uint8Array, void, undefined> {
-    if (this.#phase !== "body") return;
-    yield* this.#until(false);
+  /**
+   * The current part's body, streamed in pieces (views of the input; copy to keep).
+   *
+   * With `beforeEnd`, the reader first reads what follows the part (the next
+   * part's headers, or the closing boundary), then calls `beforeEnd` with that
+   * next part (undefined after the close), and only then yields the part's
+   * last piece; {@link next} returns that part. If `beforeEnd` throws, the
+   * last piece is never yielded and the error propagates to the consumer.
+   */
+  async *body(
+    beforeEnd?: (next: PartInfo | undefined) => void,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#phase !== "body" || this.#pending !== undefined) return;
+    yield* this.#until(false, beforeEnd);
   }
 
   /** The current part's body as UTF-8 text, refused past `maxBytes`. */
@@ -152,14 +169,25 @@ export class MultipartReader {
    * Yield bytes up to the next delimiter, consume it and what follows it (the
    * close marker, or padding and CRLF), and set the phase.
    */
-  async *#until(preamble: boolean): AsyncGenerator<Uint8Array, void, undefined> {
+  async *#until(
+    preamble: boolean,
+    beforeEnd?: (next: PartInfo | undefined) => void,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
     const d = this.#delimiter;
     while (true) {
       const at = indexOf(this.#buf, d, 0);
       if (at >= 0) {
-        if (at > 0 && !preamble) yield this.#buf.subarray(0, at);
+        // A view of a buffer that is never written again (#more joins into a new one).
+        const last = this.#buf.subarray(0, at);
+        if (beforeEnd === undefined && at > 0 && !preamble) yield last;
         this.#buf = this.#buf.subarray(at + d.length);
         await this.#afterDelimiter();
+        if (beforeEnd !== undefined) {
+          const next = this.#phase === "headers" ? await this.#headers() : undefined;
+          this.#pending = next;
+          beforeEnd(next);
+          if (at > 0) yield last;
+        }
         return;
       }
       // Keep only a tail that could be the start of a delimiter.

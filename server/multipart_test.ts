@@ -181,3 +181,73 @@ Deno.test("multipartBoundary() reads the boundary parameter", () => {
   for (const [type, want] of cases) assert.equal(multipartBoundary(type), want, type);
   assert.equal(dec.decode(enc.encode("ok")), "ok");
 });
+
+Deno.test("MultipartReader.body(beforeEnd) reads the next part's headers before the part's last piece", async (t) => {
+  const form = new FormData();
+  form.append("recipients", new Blob(["email\nuser1@example.com\nuser2@example.com\n"]), "r.csv");
+  form.append("message", '{"subject":"LATE"}');
+  const { bytes, type } = await serialise(form);
+  const boundary = multipartBoundary(type)!;
+  const cases: [string, () => number][] = [
+    ["one chunk", () => bytes.length],
+    ["1-byte chunks", () => 1],
+    ["7-byte chunks", () => 7],
+  ];
+  for (const [name, size] of cases) {
+    await t.step(`${name}: the hook sees "message" before the CSV's last bytes`, async () => {
+      const mp = new MultipartReader(chunked(bytes, size), boundary);
+      assert.equal((await mp.next())?.name, "recipients");
+      let text = "";
+      let seen: string | undefined = "(not called)";
+      const events: string[] = [];
+      for await (
+        const piece of mp.body((next) => {
+          seen = next?.name;
+          events.push("hook");
+        })
+      ) {
+        events.push("piece");
+        text += dec.decode(piece);
+      }
+      assert.equal(seen, "message");
+      // At most the part's last piece comes after the hook; in one chunk, the whole part does.
+      const after = events.slice(events.indexOf("hook") + 1);
+      assert.ok(after.length <= 1 && !after.includes("hook"), events.join(","));
+      if (name === "one chunk") assert.deepEqual(events, ["hook", "piece"]);
+      assert.equal(text, "email\nuser1@example.com\nuser2@example.com\n");
+      // The pending part is the next one, and its body is intact.
+      assert.equal((await mp.next())?.name, "message");
+      assert.equal(await mp.text(1024), '{"subject":"LATE"}');
+      assert.equal(await mp.next(), undefined);
+    });
+  }
+  await t.step(
+    "a throwing hook withholds the last piece and the error reaches the consumer",
+    async () => {
+      const mp = new MultipartReader(chunked(bytes, () => bytes.length), boundary);
+      await mp.next();
+      const got: string[] = [];
+      await assert.rejects(async () => {
+        for await (
+          const piece of mp.body((next) => {
+            if (next !== undefined) throw new RangeError(`late ${next.name}`);
+          })
+        ) got.push(dec.decode(piece));
+      }, /late message/);
+      assert.deepEqual(got, [], "the whole part was one piece, so nothing was yielded");
+    },
+  );
+  await t.step("the last part: the hook gets undefined and every byte arrives", async () => {
+    const last = new FormData();
+    last.append("recipients", new Blob(["email\nuser1@example.com"]), "r.csv");
+    const s = await serialise(last);
+    const mp = new MultipartReader(chunked(s.bytes, () => 3), multipartBoundary(s.type)!);
+    await mp.next();
+    let text = "";
+    let seen: unknown = "(not called)";
+    for await (const piece of mp.body((next) => void (seen = next))) text += dec.decode(piece);
+    assert.equal(seen, undefined);
+    assert.equal(text, "email\nuser1@example.com");
+    assert.equal(await mp.next(), undefined);
+  });
+});

@@ -104,6 +104,8 @@ export async function handleSend(service: MailerService, request: Request): Prom
     let input: AsyncIterable<Uint8Array>;
     let malformed: MultipartError | undefined;
     let streaming = false;
+    let begun = false;
+    let cause: StopCause | undefined;
     const runOver = Promise.withResolvers<void>();
     const graceful = new AbortController();
     if (boundary !== undefined) {
@@ -123,10 +125,22 @@ export async function handleSend(service: MailerService, request: Request): Prom
       template = messageText === undefined
         ? completeMessage(o.message)
         : parseMessagePart(messageText, o.message);
+      const stopIntake = intake;
       input = (async function* () {
         try {
-          yield* mp.body();
+          // "recipients" must be the last part: what follows it is known before
+          // its last piece reaches the CSV reader, so a later part never leaves
+          // the CSV looking complete.
+          yield* mp.body(refuseLaterPart);
         } catch (error) {
+          if (error instanceof HttpError && begun) {
+            // Rows may be sending: take no more, let in-flight messages finish.
+            cause ??= { code: error.code, message: error.message };
+            stopIntake.stop();
+            graceful.abort();
+            await runOver.promise;
+            throw error;
+          }
           if (!(error instanceof MultipartError) || !streaming) throw error;
           // A malformed end is a cut-off body: stop gracefully, never end the CSV early.
           malformed = error;
@@ -167,10 +181,12 @@ export async function handleSend(service: MailerService, request: Request): Prom
 
     let clientGone = false;
     let shuttingDown = false;
+    // `intake` is cleared once streaming starts; the response may be cancelled after that.
+    const reading = intake;
     const ndjson = new NdjsonWriter(() => {
       clientGone = true;
       graceful.abort();
-      intake!.stop();
+      reading.stop();
     });
     const started = Promise.withResolvers<CampaignStart>();
     const metrics = service.metrics;
@@ -207,6 +223,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
       compose: hooks?.compose,
       onStart: async (info) => {
         await hooks?.onStart(info);
+        begun = true;
         started.resolve(info);
       },
       onOutcome,
@@ -226,7 +243,6 @@ export async function handleSend(service: MailerService, request: Request): Prom
     // Streaming from here on: 200, NDJSON.
     streaming = true;
     const bodyState = intake;
-    let cause: StopCause | undefined;
     onCut = (state, bytes) => {
       cause ??= cutCause(state, bytes, o.maxBodyBytes, clientGone, shuttingDown);
       graceful.abort();
@@ -320,15 +336,18 @@ export async function handleSend(service: MailerService, request: Request): Prom
       },
       ended,
     });
-    return new Response(ndjson.readable, {
-      status: 200,
-      headers: {
-        "content-type": NDJSON_TYPE,
-        "cache-control": "no-store",
-        "x-content-type-options": "nosniff",
-        "x-accel-buffering": "no",
-      },
-    });
+    const headers = {
+      "content-type": NDJSON_TYPE,
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      "x-accel-buffering": "no",
+    };
+    // Deno.serve 2.9 drops this streamed response once reading the request
+    // body fails (a body shorter than its Content-Length, then the client's
+    // FIN): lines not yet sent never go out, it may cancel the body (read here
+    // as client_gone) and leave the connection open. The outcome then reaches
+    // only /metrics and the idempotency ledger (tests/server_test.ts shows it).
+    return new Response(ndjson.readable, { status: 200, headers });
   } catch (error) {
     intake?.release();
     if (intake === undefined) request.body?.cancel().catch(() => {});
@@ -341,6 +360,23 @@ export async function handleSend(service: MailerService, request: Request): Prom
     }
     return errorResponse(toHttpError(error, o.log));
   }
+}
+
+/** `beforeEnd` of the recipients part: any part after it is refused. */
+function refuseLaterPart(next: { readonly name: string } | undefined): void {
+  if (next === undefined) return;
+  if (next.name === "message") {
+    throw new HttpError(
+      "message_after_recipients",
+      'The "message" part must come before the "recipients" part: send it first',
+    );
+  }
+  throw new HttpError(
+    "bad_request",
+    `The multipart body has a ${
+      JSON.stringify(next.name)
+    } part after "recipients"; "recipients" must be the last part`,
+  );
 }
 
 /** The last NDJSON line: the CLI's `--json` summary plus how the body ended. */

@@ -24,6 +24,7 @@ import { formatInt } from "./format.ts";
 import { describeFsError, loadTemplate } from "./message_flags.ts";
 import { startProgress } from "./progress.ts";
 import { summaryJson, summaryText } from "./summary.ts";
+import { loadSuppression } from "./suppress.ts";
 import { pickTransport, TRANSPORTS } from "./transports.ts";
 
 /** The flags of `send` that are not a transport's own. */
@@ -46,6 +47,7 @@ export const SEND_FLAGS = {
   "max-attempts": { type: "string" },
   "max-errors": { type: "string" },
   "dry-run": { type: "boolean" },
+  suppress: { type: "string" },
   preview: { type: "boolean" },
   json: { type: "boolean" },
   progress: { type: "string" },
@@ -83,6 +85,7 @@ Sending:
   --max-attempts N      tries per message for transient failures (default 5)
   --max-errors N        pause after N consecutive failures (default off)
   --limit N             only the first N rows
+  --suppress FILE       never mail these addresses (one a line, or a CSV's first column)
   --dry-run             render everything, send nothing
   --preview             print the first rendered message and exit
 
@@ -168,6 +171,9 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     throw new CliError(`Invalid --retry-failed ${retryFailed}: use transient or all`, EXIT.USAGE);
   }
   const reportPath = chooseReport(flags, path, dryRun, io);
+  const suppress = typeof flags.suppress === "string"
+    ? await loadSuppression(flags.suppress)
+    : undefined;
 
   const graceful = new AbortController();
   const hard = new AbortController();
@@ -220,6 +226,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       rate,
       maxAttempts,
       maxErrors,
+      suppress,
       dryRun,
       signal: graceful.signal,
       abortSignal: hard.signal,

@@ -400,3 +400,19 @@ Deno.test("mass-mailer generate writes a header and N unique rows", async () => 
   assert.equal(lines.length, 6);
   assert.equal(new Set(lines.slice(1).map((l) => l.split(",")[0])).size, 5);
 });
+
+Deno.test("mass-mailer send --suppress never mails listed addresses (by the duplicate rule)", async () => {
+  const list = await tempFile("email\nBOB@Example.com\nnot an address\n", ".txt");
+  try {
+    const r = await send(
+      "email,name\nann@example.com,Ann\nbob@example.com,Bob\ncid@example.com,Cid\n",
+      ["--suppress", list],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.delivered.map((d) => d[1]), ["ann@example.com", "cid@example.com"]);
+    assert.equal(r.summary.suppressed, 1);
+    assert.equal(r.summary.rows, 3);
+  } finally {
+    await Deno.remove(list);
+  }
+});

@@ -455,43 +455,11 @@ export function base64IsShorter(escapes: number, length: number): boolean {
  * written `=2E`, so SMTP dot-stuffing never has to touch the body.
  */
 export function encodeQuotedPrintable(input: Uint8Array): Uint8Array {
+  // One implementation: the per-row writer, into a buffer of its own.
   const n = input.length;
-  const out = new Uint8Array(n * 3 + Math.ceil((n * 3) / 73) * 3 + 3);
-  let o = 0;
-  let col = 0;
-  for (let i = 0; i < n; i++) {
-    const b = input[i];
-    if (b === 13 && input[i + 1] === 10) {
-      out[o++] = 13;
-      out[o++] = 10;
-      col = 0;
-      i++;
-      continue;
-    }
-    const atLineEnd = i + 1 === n || (input[i + 1] === 13 && input[i + 2] === 10);
-    let literal = b === 32 || b === 9 ? !atLineEnd : b >= 33 && b <= 126 && b !== 61;
-    if (b === 46 && col === 0) literal = false;
-    let need = literal ? 1 : 3;
-    if (col + need > (atLineEnd ? 76 : 75)) {
-      out[o++] = 61;
-      out[o++] = 13;
-      out[o++] = 10;
-      col = 0;
-      if (b === 46) {
-        literal = false;
-        need = 3;
-      }
-    }
-    if (literal) {
-      out[o++] = b;
-    } else {
-      out[o++] = 61;
-      out[o++] = HEX.charCodeAt(b >> 4);
-      out[o++] = HEX.charCodeAt(b & 15);
-    }
-    col += need;
-  }
-  return out.subarray(0, o);
+  const w = new ChunkWriter(n * 3 + Math.ceil((n * 3) / 73) * 3 + 3);
+  writeQuotedPrintable(w, input, 0, n);
+  return w.finish();
 }
 
 const B64_CODES = Uint8Array.from(B64, (c) => c.charCodeAt(0));

@@ -202,8 +202,12 @@ export function startCampaign(options: CampaignOptions): Campaign {
 const WAKE = Symbol("wake");
 /** Rate windows shorter than this are paced; longer ones are rolling caps (see rate.ts). */
 const HOUR_MS = 3_600_000;
-/** Transient failures in a row (no success between) that mean the far end throttles the run. */
-const THROTTLE_STREAK = 8;
+/**
+ * The far end throttles the run when the share of answers that say "try later" (a
+ * moving average, weight 0.1 per answer, successes counting 0) reaches this: about a
+ * dozen such answers with few successes between. Scattered per-recipient 4xx never do.
+ */
+const THROTTLE_SHARE = 0.7;
 
 class Engine {
   readonly stats: CampaignStats = {
@@ -250,8 +254,8 @@ class Engine {
   #pauseReason: string | undefined;
   #consecutiveErrors = 0;
   #errorBudgetSpent = false;
-  /** First-try transient failures since the last success; THROTTLE_STREAK of them gate the run. */
-  #transientStreak = 0;
+  /** Moving share of answers that were transient (successes count 0); see THROTTLE_SHARE. */
+  #transientShare = 0;
   #gateLevel = 0;
   /** No dispatch before this time: the far end is throttling the run. */
   #gateUntil = 0;
@@ -609,8 +613,8 @@ class Engine {
       if (r.status === "sent") {
         stats.sent++;
         this.#consecutiveErrors = 0;
-        this.#transientStreak = 0;
-        this.#gateLevel = 0;
+        this.#transientShare *= 0.9;
+        if (this.#transientShare < THROTTLE_SHARE) this.#gateLevel = 0;
         this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
         continue;
       }
@@ -636,12 +640,11 @@ class Engine {
         this.#defer(msg, attempts - 1, firstAt, now + (r.retryAfterMs ?? 0));
         continue;
       }
-      // Several transient failures in a row mean the far end is throttling the whole run
+      // Mostly "try later" answers mean the far end is throttling the whole run
       // (SMTP 421/450 4.7.x, HTTP 429): then everything backs off together, and attempts
       // made while throttled do not count against --max-attempts (the deadline still does).
-      // (Only first tries count: one message failing again and again is not throttling.)
-      if (attempts === 1) this.#transientStreak++;
-      const throttled = this.#transientStreak >= THROTTLE_STREAK;
+      this.#transientShare = this.#transientShare * 0.9 + 0.1;
+      const throttled = this.#transientShare >= THROTTLE_SHARE;
       if (throttled) throttledNow = true;
       const delay = Math.max(this.#backoff(attempts, r.retryAfterMs), this.#gateUntil - now);
       const outOfAttempts = !throttled && attempts >= this.#maxAttempts;
@@ -660,11 +663,12 @@ class Engine {
       this.#retries.push(now + delay, { msg: detachMessage(msg), attempts, firstAt });
       this.#checkErrorBudget();
     }
-    if (throttledNow) {
-      // One step of the run-wide backoff per answered batch, doubling up to retryMaxMs.
+    if (throttledNow && now >= this.#gateUntil) {
+      // One step of the run-wide backoff per round (answers that arrive while a gate is
+      // closed belong to the round that closed it), doubling up to retryMaxMs.
       const step = Math.min(this.#retryMax, this.#retryBase * 2 ** this.#gateLevel);
       this.#gateLevel++;
-      this.#gateUntil = Math.max(this.#gateUntil, now + step);
+      this.#gateUntil = now + step;
     }
     this.#wake();
   }

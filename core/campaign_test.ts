@@ -442,3 +442,60 @@ Deno.test("runCampaign() after --max-errors trips, later failures stay pending i
   assert.equal(s.rows, s.failed + s.pending);
   assert.match(s.reason!, /--retry-failed all/);
 });
+
+Deno.test("runCampaign() detects throttling even when a few messages still get through (SMTP-3, pipelined)", async () => {
+  const clock = new ManualClock();
+  let accepted = 0;
+  let throttleEnd = -1;
+  let n = 0;
+  const tr = recorder(() => {
+    const now = clock.now();
+    n++;
+    if (accepted >= 100 && throttleEnd < 0) throttleEnd = now + 10_000;
+    // During the throttle one answer in six still succeeds (transactions already under way).
+    if (throttleEnd >= 0 && now < throttleEnd && n % 6 !== 0) {
+      return { status: "retry", code: "4.7.1", reason: "450 4.7.1 too much mail" };
+    }
+    accepted++;
+    return sent();
+  }, { maxBatch: 1 });
+  const campaign = startCampaign({
+    input: stream(csv(500)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    concurrency: 10,
+    random: () => 0.3,
+  });
+  for (let i = 0; i < 400 && campaign.stats.sent + campaign.stats.failed < 500; i++) {
+    await clock.advance(250);
+  }
+  const s = await campaign.done;
+  assert.equal(s.failed, 0, "a 10 s throttle must not turn into failures");
+  assert.equal(s.sent, 500);
+});
+
+Deno.test("runCampaign() does not back off the run for scattered per-recipient transient failures", async () => {
+  const clock = new ManualClock();
+  // Every 10th first try fails transiently; the rest succeed.
+  const tr = recorder(
+    (m, attempt) =>
+      attempt === 1 && m.line % 10 === 0
+        ? { status: "retry", code: "4.2.2", reason: "452 4.2.2 mailbox full" }
+        : sent(),
+    { maxBatch: 1 },
+  );
+  const campaign = startCampaign({
+    input: stream(csv(300)),
+    template: TEMPLATE,
+    transport: tr,
+    clock,
+    concurrency: 10,
+    random: () => 0,
+  });
+  await flush();
+  // With no run-wide gate (its first step is 1 s), 10 ms of clock finish the run.
+  assert.equal(campaign.stats.rows, 300);
+  await clock.advance(10);
+  assert.equal((await campaign.done).sent, 300);
+});

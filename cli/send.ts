@@ -262,6 +262,11 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       // Reported below through ledger.error.
     }
   }
+  if (ledger !== undefined && !ledger.resumed && summary.rows === 0) {
+    // A first run that found no data rows sent nothing: leave no report behind, or the
+    // next run on the completed file would be refused as a changed input.
+    await Deno.remove(ledger.path).catch(() => {});
+  }
 
   if (flags.preview) {
     if (preview === undefined) {

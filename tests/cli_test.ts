@@ -416,3 +416,19 @@ Deno.test("mass-mailer send --suppress never mails listed addresses (by the dupl
     await Deno.remove(list);
   }
 });
+
+Deno.test("mass-mailer send: a header-only first run leaves no report, so the filled file sends later", async () => {
+  const file = await tempFile("email,name\n");
+  try {
+    const args = ["send", file, ...FAKE, ...MESSAGE];
+    const empty = await runCli(args);
+    assert.equal(empty.code, 3, empty.stderr);
+    await Deno.writeTextFile(file, "a@example.com,Ann\n", { append: true });
+    const filled = await runCli(args);
+    assert.equal(filled.code, 0, filled.stderr);
+    assert.match(filled.stderr, /sent\s+1/);
+  } finally {
+    await Deno.remove(file);
+    await Deno.remove(`${file}.report.csv`).catch(() => {});
+  }
+});

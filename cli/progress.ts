@@ -13,7 +13,7 @@ export interface ProgressSource {
   /** Milliseconds since the run started. */
   elapsed(): number;
   /** Bytes of input read so far and the input's size, when known. */
-  input(): { read: number; total?: number };
+  input(): { read: number; total?: number; parsed?: number };
 }
 
 /** Options of {@link startProgress}. */
@@ -59,7 +59,7 @@ export function startProgress(source: ProgressSource, options: ProgressOptions):
 export function progressLine(source: ProgressSource, barWidth: number): string {
   const s = source.stats;
   const ms = Math.max(1, source.elapsed());
-  const { read, total } = source.input();
+  const { read, total, parsed } = source.input();
   const finished = s.sent + s.failed;
   const rate = finished / (ms / 1000);
   const parts: string[] = [];
@@ -67,9 +67,12 @@ export function progressLine(source: ProgressSource, barWidth: number): string {
   let pct = "";
   let fraction = -1;
   if (total !== undefined && total > 0) {
-    // Bytes read run ahead of sending (the window); count only rows with a final outcome.
+    // Rows with a final outcome out of the rows the file holds, estimated from the rows
+    // parsed so far and the share of the bytes they came from (exact once all is read).
     const final = s.sent + s.failed + s.invalid + s.duplicates + s.suppressed + s.done;
-    fraction = Math.min(1, read / total) * (s.rows > 0 ? final / s.rows : 0);
+    const rowsSeen = Math.max(parsed ?? s.rows, s.rows);
+    const estimated = read > 0 ? rowsSeen * Math.max(1, total / read) : 0;
+    fraction = estimated > 0 ? Math.min(1, final / estimated) : 0;
     pct = `${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)}%`;
     if (fraction > 0.001 && fraction < 1) {
       eta = `ETA ${formatDuration((ms / fraction) * (1 - fraction))}`;

@@ -242,7 +242,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       progress = startProgress({
         stats: campaign.stats,
         elapsed: campaign.elapsed,
-        input: () => ({ read: input.read(), total: input.size }),
+        input: () => ({ read: input.read(), total: input.size, parsed: campaign.parsed() }),
       }, {
         write: io.stderr,
         tty: mode === "bar" || (mode === "auto" && io.stderrIsTty),

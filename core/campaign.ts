@@ -166,6 +166,8 @@ export interface Campaign {
   readonly stats: Readonly<CampaignStats>;
   /** Milliseconds since the run started. */
   elapsed(): number;
+  /** Data rows parsed from the input so far: those taken plus those read ahead, waiting. */
+  parsed(): number;
   /** Resolves when the run ends; rejects only for errors before the first send (bad template, bad column). */
   readonly done: Promise<CampaignSummary>;
 }
@@ -195,6 +197,7 @@ export function startCampaign(options: CampaignOptions): Campaign {
   return {
     stats: engine.stats,
     elapsed: () => engine.elapsed(),
+    parsed: () => engine.parsed(),
     done: engine.run(),
   };
 }
@@ -309,6 +312,10 @@ class Engine {
       this.#wake();
     }, { once: true });
     options.signal?.addEventListener("abort", () => this.#wake(), { once: true });
+  }
+
+  parsed(): number {
+    return this.stats.rows + (this.#buffer.length - this.#bufferAt);
   }
 
   elapsed(): number {

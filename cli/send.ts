@@ -281,11 +281,30 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
 
   const ctx = { transport: transportCli.name, report: reportPath };
   const all = ledger?.counts();
+  // The exit code first, so that --json can carry it (and the error that goes with it).
+  let code: number;
+  let failure: CliError | undefined;
+  if (ledger?.error !== undefined) {
+    code = EXIT.INCOMPLETE;
+  } else {
+    try {
+      code = exitCode(summary, recipients, { path, limit, report: reportPath });
+      if (code === EXIT.OK && (all?.failed ?? 0) > 0) code = EXIT.FAILED_ROWS;
+    } catch (error) {
+      if (!(error instanceof CliError)) throw error;
+      failure = error;
+      code = error.code;
+    }
+  }
   if (flags.json) {
-    const json = summaryJson(summary, ctx);
-    io.stdout(
-      JSON.stringify(all === undefined ? json : { ...json, report: reportPath, all }) + "\n",
-    );
+    const json: Record<string, unknown> = {
+      ...summaryJson(summary, ctx),
+      ...(all === undefined ? {} : { report: reportPath, all }),
+      exitCode: code,
+    };
+    const why = failure?.message ?? ledger?.error?.message;
+    if (why !== undefined) json.error = why;
+    io.stdout(JSON.stringify(json) + "\n");
   }
   io.stderr(summaryText(summary, ctx) + "\n");
   if (ledger !== undefined && all !== undefined && ledger.resumed) {
@@ -293,7 +312,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   }
   if (ledger?.error !== undefined) {
     io.stderr(`mass-mailer: ${ledger.error.message}\n`);
-    return EXIT.INCOMPLETE;
+    return code;
   }
   if (summary.error instanceof SyntaxError && reportPath !== undefined) {
     io.stderr(
@@ -301,8 +320,8 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
         `(rows already sent are matched by address and not sent again)\n`,
     );
   }
-  const code = exitCode(summary, recipients, { path, limit, report: reportPath });
-  return code === EXIT.OK && (all?.failed ?? 0) > 0 ? EXIT.FAILED_ROWS : code;
+  if (failure !== undefined) throw failure;
+  return code;
 }
 
 /**

@@ -135,6 +135,8 @@ Deno.test("mass-mailer send fails loudly on a wrong delimiter and works with --d
   const csv = "user1@example.com;Ann\nuser2@example.com;Bob";
   const bad = await send(csv, ["--subject", "Hi", "--text", "Hi"]);
   assert.equal(bad.code, 3);
+  assert.equal(bad.summary.exitCode, 3, "--json carries the exit code");
+  assert.match(String(bad.summary.error), /0 valid addresses/);
   assert.match(bad.stderr, /0 valid addresses in column 1 of 2 rows/);
   assert.equal(bad.delivered.length, 0);
   assertNoStack(bad.stderr);

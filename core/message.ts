@@ -12,8 +12,8 @@
  * each merged value is classified once per row; printable ASCII values take
  * fast paths that copy bytes, and everything else (encoded-words, folding,
  * quoted-printable or base64 bodies) goes through the per-row writers in
- * mime.ts, which write exactly the bytes of the general formatters there
- * without building strings. The differential test in message_test.ts holds
+ * mime_writers.ts, which write exactly the bytes of the general formatters in
+ * mime.ts without building strings. The differential test in message_test.ts holds
  * the two to the same bytes.
  *
  * @module
@@ -22,21 +22,23 @@
 import type { Outgoing, Recipient } from "./types.ts";
 import {
   base64IsShorter,
-  ChunkWriter,
   encodeBody,
-  encodeUtf8Into,
   escapeCount,
   formatDate,
   formatExtraHeader,
   formatMailbox,
   formatUnstructured,
   HARD_LINE_LIMIT,
-  HeaderWriter,
   normalizeNewlines,
   SOFT_LINE_LIMIT,
+} from "./mime.ts";
+import {
+  ChunkWriter,
+  encodeUtf8Into,
+  HeaderWriter,
   writeBody,
   writeEncodedBody,
-} from "./mime.ts";
+} from "./mime_writers.ts";
 import {
   bindTemplate,
   type BoundTemplate,

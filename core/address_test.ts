@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { checkAddress, checkSlowly, dedupeKey, isPlainAddress } from "./address.ts";
+import { seededRandom } from "../tests/_random.ts";
 
 Deno.test("checkAddress() accepts valid addresses and normalises them for sending", async (t) => {
   // [input, address to send, smtpUtf8]
@@ -105,18 +106,8 @@ Deno.test("checkAddress() counts 254 octets as the longest address", () => {
   assert.equal(checkAddress(`${local}@${domain}x`).code, "length");
 });
 
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 Deno.test("checkAddress() fast path agrees with the detailed check on random inputs", () => {
-  const random = rng(7);
+  const random = seededRandom(7);
   const alphabet = ["a", "Z", "0", "9", ".", ".", "-", "-", "@", "_", "+", " ", "ü", "x", "n", "1"];
   let fast = 0;
   for (let n = 0; n < 50_000; n++) {

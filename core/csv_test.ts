@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix -- the project imports npm packages by full specifier (no import map)
 import { parse as csvParseSync } from "npm:csv-parse@^5/sync";
 import { CsvParser, type CsvRecord, readCsvRecords } from "./csv.ts";
+import { seededRandom } from "../tests/_random.ts";
 
 const encoder = new TextEncoder();
 
@@ -284,16 +285,6 @@ Deno.test("readCsvRecords() accepts any async iterable of bytes", async () => {
   }]);
 });
 
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const PIECES = [
   "a",
   "b",
@@ -358,7 +349,7 @@ function generate(random: () => number): Generated {
 }
 
 Deno.test("readCsvRecords() agrees with csv-parse on random inputs in random chunks", () => {
-  const random = rng(20240601);
+  const random = seededRandom(20240601);
   let total = 0;
   return (async () => {
     for (let n = 0; n < 400; n++) {

@@ -19,6 +19,7 @@ import {
   TemplateError,
 } from "./template.ts";
 import { joinChunks, type Outgoing, type Recipient } from "./types.ts";
+import { seededRandom } from "../tests/_random.ts";
 
 const COLUMNS = ["email", "name", "city"] as const;
 const NOW = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
@@ -537,16 +538,6 @@ Deno.test("bad templates and options are refused with TypeError or TemplateError
   );
 });
 
-/** mulberry32: a small seeded PRNG, so the property test is reproducible. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const POOLS = [
   " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
   ` !"#$%&'()*+,-./:;<=>?@[\\]^_\`{|}~`,
@@ -571,7 +562,7 @@ function randomText(next: () => number): string {
 }
 
 Deno.test("property: random Unicode subjects, names and bodies round-trip through mailparser", async () => {
-  const next = prng(20260102);
+  const next = seededRandom(20260102);
   const composer = new MessageComposer(
     {
       from: "{{name}} <team@example.com>",
@@ -599,7 +590,7 @@ Deno.test("property: random Unicode subjects, names and bodies round-trip throug
 });
 
 Deno.test("the header fast paths write exactly what the general formatters write", async (t) => {
-  const next = prng(99);
+  const next = seededRandom(99);
   const alphabet = [..."abcXYZ019 .,\"\\=?_<>@!#'-:;()[]"];
   const composer = new MessageComposer(
     {
@@ -860,7 +851,7 @@ Deno.test("render() writes byte for byte what the general formatters write, for 
   ];
   for (const [name, template, allow8bit] of templates) {
     await t.step(name, () => {
-      const next = prng(name.length);
+      const next = seededRandom(name.length);
       const campaignId = "diff";
       let now = NOW;
       const composer = new MessageComposer(template, COLUMNS, {

@@ -17,42 +17,10 @@ import {
   normalizeNewlines,
   sanitizeHeaderText,
 } from "./mime.ts";
+import { randomBodyText, seededRandom } from "../tests/_random.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A seeded PRNG (mulberry32) for reproducible random inputs. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomBody(next: () => number): string {
-  const pieces = [
-    "a",
-    "b ",
-    " ",
-    "\t",
-    "\r\n",
-    ".",
-    "=",
-    "é",
-    "東",
-    "😀",
-    "x".repeat(90),
-    "\r\n.",
-    "\x00",
-    "\x7f",
-  ];
-  let s = "";
-  const n = Math.floor(next() * 60);
-  for (let i = 0; i < n; i++) s += pieces[Math.floor(next() * pieces.length)];
-  return s;
-}
 
 Deno.test("sanitizeHeaderText() turns CR, LF and control characters into spaces", async (t) => {
   const cases: [string, string][] = [
@@ -74,7 +42,7 @@ Deno.test("normalizeNewlines() makes every line end CRLF", () => {
 });
 
 Deno.test("formatDate() writes RFC 5322 dates that Date parses back", () => {
-  const next = prng(7);
+  const next = seededRandom(7);
   for (let i = 0; i < 200; i++) {
     const ms = Math.floor(next() * 4e12) * 1000 / 1000;
     const text = formatDate(ms);
@@ -92,9 +60,9 @@ Deno.test("formatDate() writes RFC 5322 dates that Date parses back", () => {
 });
 
 Deno.test("encodeQuotedPrintable() output decodes with libqp and keeps lines within 76", () => {
-  const next = prng(42);
+  const next = seededRandom(42);
   for (let i = 0; i < 500; i++) {
-    const text = randomBody(next);
+    const text = randomBodyText(next);
     const bytes = encoder.encode(text);
     const qp = decoder.decode(encodeQuotedPrintable(bytes));
     for (const line of qp.split("\r\n")) {
@@ -108,7 +76,7 @@ Deno.test("encodeQuotedPrintable() output decodes with libqp and keeps lines wit
 });
 
 Deno.test("encodeBase64Lines() output decodes to the input in lines of 76", () => {
-  const next = prng(43);
+  const next = seededRandom(43);
   for (let i = 0; i < 200; i++) {
     const bytes = Uint8Array.from(
       { length: Math.floor(next() * 300) },
@@ -154,7 +122,7 @@ Deno.test("encodeBody() picks 7bit, 8bit, quoted-printable or base64 by content"
 });
 
 Deno.test("encodeWords() makes words of at most 75 characters that libmime decodes", () => {
-  const next = prng(44);
+  const next = seededRandom(44);
   const alphabet = [...'aZ09 _=?"(),.:;<>@[\\]éß東京😀\t'];
   for (let i = 0; i < 300; i++) {
     let text = "";

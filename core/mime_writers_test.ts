@@ -20,48 +20,16 @@ import {
   writeBody,
   writeQuotedPrintable,
 } from "./mime_writers.ts";
+import { randomBodyText, seededRandom } from "../tests/_random.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A seeded PRNG (mulberry32) for reproducible random inputs. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomBody(next: () => number): string {
-  const pieces = [
-    "a",
-    "b ",
-    " ",
-    "\t",
-    "\r\n",
-    ".",
-    "=",
-    "é",
-    "東",
-    "😀",
-    "x".repeat(90),
-    "\r\n.",
-    "\x00",
-    "\x7f",
-  ];
-  let s = "";
-  const n = Math.floor(next() * 60);
-  for (let i = 0; i < n; i++) s += pieces[Math.floor(next() * pieces.length)];
-  return s;
-}
 
 Deno.test("ChunkWriter hands out views that later writes never change, across slab changes", () => {
   const w = new ChunkWriter(16);
   const chunks: Uint8Array[] = [];
   const want: string[] = [];
-  const next = prng(45);
+  const next = seededRandom(45);
   for (let i = 0; i < 200; i++) {
     let text = "";
     const parts = Math.floor(next() * 4);
@@ -183,7 +151,7 @@ Deno.test("HeaderWriter writes exactly what formatUnstructured and formatMailbox
   const names = ["Subject", "To", "X-A-Rather-Long-Header-Name-To-Fold-Early"];
   for (const slab of [32 * 1024, 16]) {
     await t.step(`slab of ${slab} bytes`, () => {
-      const next = prng(slab);
+      const next = seededRandom(slab);
       const w = new ChunkWriter(slab);
       const h = new HeaderWriter(w);
       for (let i = 0; i < 3000; i++) {
@@ -229,11 +197,11 @@ Deno.test("writeBody() chooses and writes what encodeBody() does", async (t) => 
 });
 
 function randomBodies(w: ChunkWriter): void {
-  const next = prng(7);
+  const next = seededRandom(7);
   const boundary = "=_camp_0123456789abcdef";
   const scratch = new Uint8Array(64 * 1024);
   for (let i = 0; i < 3000; i++) {
-    let text = i % 2 === 0 ? randomBody(next) : randomText(next, 40);
+    let text = i % 2 === 0 ? randomBodyText(next) : randomText(next, 40);
     if (i % 3 === 0) text = normalizeNewlines(text) + "\r\n";
     if (i % 7 === 0) text += boundary;
     if (i % 11 === 0) {
@@ -274,7 +242,7 @@ function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 Deno.test("writeQuotedPrintable() and writeBase64Lines() write what the encoders return", () => {
-  const next = prng(8);
+  const next = seededRandom(8);
   const w = new ChunkWriter(64);
   const special = [13, 10, 32, 9, 46, 61, 0, 255, 0x41];
   for (let i = 0; i < 3000; i++) {
@@ -292,7 +260,7 @@ Deno.test("writeQuotedPrintable() and writeBase64Lines() write what the encoders
 });
 
 Deno.test("encodeUtf8Into() writes what TextEncoder does, and normalises line ends when asked", () => {
-  const next = prng(9);
+  const next = seededRandom(9);
   const dst = new Uint8Array(64 * 1024);
   for (let i = 0; i < 3000; i++) {
     const text = randomText(next, 20);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { multipartBoundary, MultipartError, MultipartReader } from "./multipart.ts";
+import { seededRandom } from "../tests/_random.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -55,21 +56,10 @@ async function reference(bytes: Uint8Array<ArrayBuffer>, type: string): Promise<
   return out;
 }
 
-/** A seeded xorshift PRNG. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 0x1_0000_0000;
-  };
-}
-
 const TRICKY = ["\r\n", "\r", "\n", "--", "\r\n--", "-", "a", "é", "東", ",", '"', "x".repeat(50)];
 
 Deno.test("MultipartReader reads what Deno's FormData encoder writes, whatever the chunking", async (t) => {
-  const random = rng(7);
+  const random = seededRandom(7);
   for (let round = 0; round < 40; round++) {
     const form = new FormData();
     const parts = 1 + Math.floor(random() * 3);

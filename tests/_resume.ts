@@ -127,17 +127,8 @@ export function makeRecipients(rows: number, prefix = "user"): Recipients {
   return { text, valid, invalid, duplicates, rows };
 }
 
-/** A small seeded random generator (mulberry32), so a failing run can be repeated. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded random generator, so a failing run can be repeated. */
+export { seededRandom as seeded } from "./_random.ts";
 
 /**
  * Check a delivery log against the input after a run that finished: every

@@ -1,3 +1,5 @@
+import { writeGenerated } from "../cli/generate.ts";
+
 /**
  * Run a command and measure its wall time and peak RSS (VmHWM sampled from
  * /proc every 10 ms; the kernel keeps the high-water mark, so the last sample
@@ -53,4 +55,37 @@ export function table(rows: (string | number)[][]): string {
   return cells.map((r) =>
     r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
   ).join("\n");
+}
+
+/** The CLI's entry point, for `deno run ... CLI send ...`. */
+export const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/** The message every benchmark sends: merge fields in the subject, To name and body. */
+export const BENCH_MESSAGE: readonly string[] = [
+  "--from",
+  "Bench <bench@example.com>",
+  "--subject",
+  "Hello {{name}}",
+  "--to-name",
+  "{{name}}",
+  "--text",
+  "Hi {{name}},\n\nGreetings from {{city}}.\n",
+];
+
+/** bench/out/, created if missing (ignored by git). */
+export async function benchDir(): Promise<string> {
+  const dir = new URL("./out/", import.meta.url).pathname;
+  await Deno.mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** A generated CSV of `rows` rows in bench/out/, written once and reused by later runs. */
+export async function generatedCsv(rows: number, name = "fake"): Promise<string> {
+  const csv = `${await benchDir()}${name}-${rows}.csv`;
+  try {
+    await Deno.stat(csv);
+  } catch {
+    await writeGenerated(csv, { rows });
+  }
+  return csv;
 }

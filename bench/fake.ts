@@ -10,8 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { writeGenerated } from "../cli/generate.ts";
-import { measure, table } from "./_measure.ts";
+import { BENCH_MESSAGE, CLI, generatedCsv, measure, table } from "./_measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -25,15 +24,8 @@ const rows = Number(values.rows);
 const latency = Number(values.latency);
 const runs = Number(values.runs);
 const concurrency = 1_000_000; // the fake transport's default window
-const dir = new URL("./out/", import.meta.url).pathname;
-await Deno.mkdir(dir, { recursive: true });
-const csv = `${dir}fake-${rows}.csv`;
-try {
-  await Deno.stat(csv);
-} catch {
-  await writeGenerated(csv, { rows });
-}
-const cli = new URL("../cli.ts", import.meta.url).pathname;
+const csv = await generatedCsv(rows);
+const cli = CLI;
 const deno = Deno.execPath();
 const send = [
   "run",
@@ -47,14 +39,7 @@ const send = [
   "fake",
   "--latency",
   String(latency),
-  "--from",
-  "Bench <bench@example.com>",
-  "--subject",
-  "Hello {{name}}",
-  "--to-name",
-  "{{name}}",
-  "--text",
-  "Hi {{name}},\n\nGreetings from {{city}}.\n",
+  ...BENCH_MESSAGE,
   "--json",
   "--progress",
   "none",

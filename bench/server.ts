@@ -16,8 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { writeGenerated } from "../cli/generate.ts";
-import { measure, table } from "./_measure.ts";
+import { BENCH_MESSAGE, benchDir, CLI, generatedCsv, measure, table } from "./_measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -30,27 +29,14 @@ const { values } = parseArgs({
 const rows = Number(values.rows);
 const latency = String(Number(values.latency));
 const runs = Number(values.runs);
-const dir = new URL("./out/", import.meta.url).pathname;
-await Deno.mkdir(dir, { recursive: true });
-const csv = `${dir}fake-${rows}.csv`;
-try {
-  await Deno.stat(csv);
-} catch {
-  await writeGenerated(csv, { rows });
-}
+const dir = await benchDir();
+const csv = await generatedCsv(rows);
 const csvBytes = (await Deno.stat(csv)).size;
 const deno = Deno.execPath();
-const cli = new URL("../cli.ts", import.meta.url).pathname;
+const cli = CLI;
 const serverTs = new URL("../server.ts", import.meta.url).pathname;
 const message = [
-  "--from",
-  "Bench <bench@example.com>",
-  "--subject",
-  "Hello {{name}}",
-  "--to-name",
-  "{{name}}",
-  "--text",
-  "Hi {{name}},\n\nGreetings from {{city}}.\n",
+  ...BENCH_MESSAGE,
 ];
 
 interface Figures {

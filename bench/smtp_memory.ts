@@ -20,8 +20,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { writeGenerated } from "../cli/generate.ts";
-import { measure, type Measured, table } from "./_measure.ts";
+import { BENCH_MESSAGE, CLI, generatedCsv, measure, type Measured, table } from "./_measure.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -75,20 +74,11 @@ async function waitForPort(port: number, ms = 5000): Promise<void> {
   }
 }
 
-const dir = new URL("./out/", import.meta.url).pathname;
-await Deno.mkdir(dir, { recursive: true });
 const tmp = await Deno.makeTempDir({ prefix: "smtp-memory-" });
-const cli = new URL("../cli.ts", import.meta.url).pathname;
+const cli = CLI;
 const deno = Deno.execPath();
 const message = [
-  "--from",
-  "Bench <bench@example.com>",
-  "--subject",
-  "Hello {{name}}",
-  "--to-name",
-  "{{name}}",
-  "--text",
-  "Hi {{name}},\n\nGreetings from {{city}}.\n",
+  ...BENCH_MESSAGE,
   "--json",
   "--progress",
   "none",
@@ -201,12 +191,7 @@ try {
   const rss = new Map<string, number[]>();
   const rows: (string | number)[][] = [["setup", "rows", "wall s", "peak RSS MB", "all sent"]];
   for (const n of sizes) {
-    const csv = `${dir}memory-${n}.csv`;
-    try {
-      await Deno.stat(csv);
-    } catch {
-      await writeGenerated(csv, { rows: n });
-    }
+    const csv = await generatedCsv(n, "memory");
     for (const s of setups) {
       const m = await measure(deno, [
         "run",

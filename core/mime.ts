@@ -537,15 +537,31 @@ export const B64_CODES: Uint8Array = Uint8Array.from(B64, (c) => c.charCodeAt(0)
 
 /** Base64 (RFC 2045 6.8) in lines of 76 characters, each ending with CRLF. */
 export function encodeBase64Lines(input: Uint8Array): Uint8Array {
-  const n = input.length;
+  const out = new Uint8Array(base64LinesBound(input.length));
+  return out.subarray(0, encodeBase64LinesInto(input, 0, input.length, out, 0));
+}
+
+/** The most bytes {@link encodeBase64LinesInto} writes for `n` input bytes. */
+export function base64LinesBound(n: number): number {
   const chars = Math.ceil(n / 3) * 4;
-  const out = new Uint8Array(chars + Math.ceil(chars / 76) * 2);
-  let o = 0;
+  return chars + Math.ceil(chars / 76) * 2;
+}
+
+/**
+ * The one base64 line encoder: `src[start, end)` into `out` from `o`, which
+ * must have {@link base64LinesBound}`(end - start)` bytes; returns the end offset.
+ */
+export function encodeBase64LinesInto(
+  src: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+  o: number,
+): number {
   let col = 0;
-  for (let i = 0; i < n; i += 3) {
-    const rest = n - i;
-    const v = (input[i] << 16) | ((rest > 1 ? input[i + 1] : 0) << 8) |
-      (rest > 2 ? input[i + 2] : 0);
+  for (let i = start; i < end; i += 3) {
+    const rest = end - i;
+    const v = (src[i] << 16) | ((rest > 1 ? src[i + 1] : 0) << 8) | (rest > 2 ? src[i + 2] : 0);
     out[o++] = B64_CODES[v >> 18];
     out[o++] = B64_CODES[(v >> 12) & 63];
     out[o++] = rest > 1 ? B64_CODES[(v >> 6) & 63] : 61;
@@ -561,5 +577,5 @@ export function encodeBase64Lines(input: Uint8Array): Uint8Array {
     out[o++] = 13;
     out[o++] = 10;
   }
-  return out.subarray(0, o);
+  return o;
 }

@@ -22,6 +22,8 @@
 import {
   B64_CODES,
   base64IsShorter,
+  base64LinesBound,
+  encodeBase64LinesInto,
   encodeQuotedPrintableInto,
   HARD_LINE_LIMIT,
   HEX_CODES,
@@ -280,29 +282,8 @@ export function writeBase64Lines(
   start: number,
   end: number,
 ): void {
-  const chars = Math.ceil((end - start) / 3) * 4;
-  let o = w.reserve(chars + Math.ceil(chars / 76) * 2);
-  const out = w.slab;
-  let col = 0;
-  for (let i = start; i < end; i += 3) {
-    const rest = end - i;
-    const v = (src[i] << 16) | ((rest > 1 ? src[i + 1] : 0) << 8) | (rest > 2 ? src[i + 2] : 0);
-    out[o++] = B64_CODES[v >> 18];
-    out[o++] = B64_CODES[(v >> 12) & 63];
-    out[o++] = rest > 1 ? B64_CODES[(v >> 6) & 63] : 61;
-    out[o++] = rest > 2 ? B64_CODES[v & 63] : 61;
-    col += 4;
-    if (col === 76) {
-      out[o++] = 13;
-      out[o++] = 10;
-      col = 0;
-    }
-  }
-  if (col > 0) {
-    out[o++] = 13;
-    out[o++] = 10;
-  }
-  w.commit(o);
+  const o = w.reserve(base64LinesBound(end - start));
+  w.commit(encodeBase64LinesInto(src, start, end, w.slab, o));
 }
 
 // What each byte means for choosing a body's encoding (bit set).

@@ -32,6 +32,18 @@ const CONFIG_KEYS = new Set([
   "headers",
 ]);
 
+/** The `parseArgs` specs of the message flags, shared by `send` and `serve`. */
+export const MESSAGE_FLAG_SPECS = {
+  config: { type: "string", short: "c" },
+  from: { type: "string" },
+  "reply-to": { type: "string" },
+  "to-name": { type: "string" },
+  subject: { type: "string" },
+  text: { type: "string" },
+  "text-file": { type: "string" },
+  "html-file": { type: "string" },
+} as const;
+
 /** Flags that describe the message, as parsed by `parseArgs`. */
 export interface MessageFlags {
   config?: string;

@@ -21,7 +21,7 @@ import { joinChunks, type Outgoing, type Transport } from "../core/types.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import type { CliIo } from "./io.ts";
 import { formatInt } from "./format.ts";
-import { describeFsError, loadTemplate } from "./message_flags.ts";
+import { describeFsError, loadTemplate, MESSAGE_FLAG_SPECS } from "./message_flags.ts";
 import { startProgress } from "./progress.ts";
 import { summaryJson, summaryText } from "./summary.ts";
 import { loadSuppression } from "./suppress.ts";
@@ -30,14 +30,7 @@ import { pickTransport, TRANSPORTS } from "./transports.ts";
 /** The flags of `send` that are not a transport's own. */
 export const SEND_FLAGS = {
   transport: { type: "string", short: "t" },
-  config: { type: "string", short: "c" },
-  from: { type: "string" },
-  "reply-to": { type: "string" },
-  "to-name": { type: "string" },
-  subject: { type: "string" },
-  text: { type: "string" },
-  "text-file": { type: "string" },
-  "html-file": { type: "string" },
+  ...MESSAGE_FLAG_SPECS,
   column: { type: "string" },
   "header-row": { type: "string" },
   delimiter: { type: "string" },

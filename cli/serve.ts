@@ -15,7 +15,7 @@ import { createIdempotencyStore } from "../server/idempotency.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../server/service.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import type { CliIo } from "./io.ts";
-import { describeFsError, loadTemplate } from "./message_flags.ts";
+import { describeFsError, loadTemplate, MESSAGE_FLAG_SPECS } from "./message_flags.ts";
 import { pickTransport, TRANSPORTS } from "./transports.ts";
 
 /** Default port of `mass-mailer serve`. */
@@ -33,14 +33,7 @@ export const SERVE_FLAGS = {
   "progress-interval": { type: "string" },
   "body-timeout": { type: "string" },
   "idempotency-dir": { type: "string" },
-  config: { type: "string", short: "c" },
-  from: { type: "string" },
-  "reply-to": { type: "string" },
-  "to-name": { type: "string" },
-  subject: { type: "string" },
-  text: { type: "string" },
-  "text-file": { type: "string" },
-  "html-file": { type: "string" },
+  ...MESSAGE_FLAG_SPECS,
   concurrency: { type: "string" },
   rate: { type: "string" },
   "max-attempts": { type: "string" },

@@ -89,3 +89,9 @@ export async function generatedCsv(rows: number, name = "fake"): Promise<string>
   }
   return csv;
 }
+
+/**
+ * The script's own arguments: `deno task bench -- --rows 1000` passes the `--` through,
+ * so a leading `--` is dropped here before `parseArgs` sees it.
+ */
+export const BENCH_ARGS: string[] = Deno.args[0] === "--" ? Deno.args.slice(1) : [...Deno.args];

@@ -38,9 +38,10 @@ import { createGmailTransport } from "../transports/gmail.ts";
 import type { Outgoing } from "../core/types.ts";
 import { startGmailFake } from "../tests/_gmail_fake.ts";
 import { messages } from "../tests/_gmail_messages.ts";
+import { BENCH_ARGS } from "./_measure.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  args: BENCH_ARGS,
   options: {
     setup: { type: "string", default: "scaled" },
     messages: { type: "string", default: "10000" },

@@ -15,10 +15,18 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BENCH_MESSAGE, benchDir, CLI, generatedCsv, measure, table } from "./_measure.ts";
+import {
+  BENCH_ARGS,
+  BENCH_MESSAGE,
+  benchDir,
+  CLI,
+  generatedCsv,
+  measure,
+  table,
+} from "./_measure.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  args: BENCH_ARGS,
   options: {
     rows: { type: "string", default: "1000000" },
     latency: { type: "string", default: "500" },

@@ -32,10 +32,10 @@ import { MessageComposer } from "../core/message.ts";
 import { RecipientReader } from "../core/recipients.ts";
 import type { MessageTemplate } from "../core/template.ts";
 import { joinChunks, type Outgoing, type Recipient } from "../core/types.ts";
-import { table } from "./_measure.ts";
+import { BENCH_ARGS, table } from "./_measure.ts";
 
 const { values: flags } = parseArgs({
-  args: Deno.args,
+  args: BENCH_ARGS,
   options: {
     rows: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "12" },

@@ -17,6 +17,7 @@
 import { parseArgs } from "node:util";
 import process from "node:process";
 import type { Outgoing, SendResult } from "../core/types.ts";
+import { BENCH_ARGS } from "./_measure.ts";
 
 const FROM = "bench@example.com";
 const TESTDATA = new URL("../tests/testdata/smtp/", import.meta.url).pathname;
@@ -274,7 +275,7 @@ function row(name: string, r: ClientRun): string {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args: BENCH_ARGS,
     options: {
       messages: { type: "string", default: "100000" },
       connections: { type: "string", default: "10" },

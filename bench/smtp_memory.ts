@@ -20,10 +20,18 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BENCH_MESSAGE, CLI, generatedCsv, measure, type Measured, table } from "./_measure.ts";
+import {
+  BENCH_ARGS,
+  BENCH_MESSAGE,
+  CLI,
+  generatedCsv,
+  measure,
+  type Measured,
+  table,
+} from "./_measure.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  args: BENCH_ARGS,
   options: {
     rows: { type: "string", default: "100000,1000000" },
     concurrency: { type: "string", default: "1000" },

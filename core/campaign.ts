@@ -11,7 +11,7 @@
  */
 import { type Clock, systemClock } from "./clock.ts";
 import { MinHeap } from "./heap.ts";
-import { type ComposeOptions, MessageComposer } from "./message.ts";
+import { type ComposeOptions, MessageComposer, type PackedMessages } from "./message.ts";
 import { RateLimiter, type RateWindow } from "./rate.ts";
 import { type RecipientOptions, RecipientReader, type RowItem } from "./recipients.ts";
 import type { MessageTemplate } from "./template.ts";
@@ -90,7 +90,11 @@ export interface CampaignOptions {
     delayMs: number,
     address: string,
   ) => void;
-  /** Called with each message rendered (the first one serves `--preview`). Return false to stop. */
+  /**
+   * Called with each message rendered (the first one serves `--preview`). Return false to stop.
+   * Read what you need before returning, or keep a `detachMessage` copy: once sent, a
+   * message's memory may be reused (see `Transport.releasesMessages`).
+   */
   readonly onRendered?: (message: Outgoing) => boolean | void;
 }
 
@@ -178,8 +182,16 @@ interface RetryEntry {
   readonly firstAt: number;
 }
 
+/** Batches at least this big are kept packed while they wait (see `#dispatch`). */
+const PACK_MIN = 16;
+
 interface Flight {
-  readonly msgs: Outgoing[];
+  /** The batch as sent; undefined once it is kept packed while it waits. */
+  msgs: Outgoing[] | undefined;
+  /** The batch, packed (see `MessageComposer.pack`) while it waits. */
+  packed?: PackedMessages;
+  /** How many messages. */
+  readonly count: number;
   /** When the batch went out; also the first attempt of every fresh message in it. */
   readonly at: number;
   /** Per message: attempt number and first-attempt time; absent when all are first tries. */
@@ -230,6 +242,8 @@ class Engine {
   };
   readonly #o: CampaignOptions;
   readonly #transport: Transport;
+  /** Whether the transport lets go of a message once it is sent or failed (reuse its memory). */
+  readonly #releases: boolean;
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #window: number;
@@ -270,6 +284,7 @@ class Engine {
   constructor(options: CampaignOptions) {
     this.#o = options;
     this.#transport = options.transport;
+    this.#releases = options.transport.releasesMessages === true;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#window = positiveInt(
@@ -475,7 +490,9 @@ class Engine {
       }
       this.#limiter?.tryTake(batch.length);
       this.#dispatch(
-        retried === undefined ? { msgs: batch, at: now } : { msgs: batch, at: now, retried },
+        retried === undefined
+          ? { msgs: batch, count: batch.length, at: now }
+          : { msgs: batch, count: batch.length, at: now, retried },
       );
     }
   }
@@ -572,15 +589,25 @@ class Engine {
 
   #dispatch(flight: Flight): void {
     const stats = this.stats;
-    const n = flight.msgs.length;
+    const msgs = flight.msgs!;
+    const n = msgs.length;
     stats.inFlight += n;
     stats.attempts += n;
-    for (const m of flight.msgs) stats.bytes += m.size;
+    for (const m of msgs) stats.bytes += m.size;
     let promise: Promise<SendResult[]>;
     try {
-      promise = this.#transport.send(flight.msgs, { signal: this.#hard.signal });
+      promise = this.#transport.send(msgs, { signal: this.#hard.signal });
     } catch (error) {
       promise = Promise.reject(error);
+    }
+    if (this.#releases && n >= PACK_MIN) {
+      // A transport that batches may have a great many messages waiting at once:
+      // keep them as a few arrays, not one object each (see PackedMessages).
+      const packed = this.#composer.pack(msgs);
+      if (packed !== undefined) {
+        flight.packed = packed;
+        flight.msgs = undefined;
+      }
     }
     promise.then(
       (results) => this.#complete(flight, results),
@@ -589,7 +616,7 @@ class Engine {
   }
 
   #crash(flight: Flight, error: unknown): void {
-    this.stats.inFlight -= flight.msgs.length;
+    this.stats.inFlight -= flight.count;
     if (!this.#hard.signal.aborted) {
       this.#fatal ??= new TransportError(
         `The ${this.#transport.name} transport failed: ${errorMessage(error)}`,
@@ -602,19 +629,19 @@ class Engine {
 
   #complete(flight: Flight, results: SendResult[]): void {
     const stats = this.stats;
-    const { msgs } = flight;
-    if (results.length !== msgs.length) {
+    const { msgs, packed, count } = flight;
+    if (results.length !== count) {
       this.#crash(
         flight,
-        new Error(`it answered ${results.length} results for a batch of ${msgs.length}`),
+        new Error(`it answered ${results.length} results for a batch of ${count}`),
       );
       return;
     }
-    stats.inFlight -= msgs.length;
+    stats.inFlight -= count;
     const now = this.#clock.now();
     let throttledNow = false;
-    for (let i = 0; i < msgs.length; i++) {
-      const msg = msgs[i];
+    for (let i = 0; i < count; i++) {
+      const msg = msgs !== undefined ? msgs[i] : packed!.message(i);
       const r = results[i];
       const attempts = flight.retried?.attempts[i] ?? 1;
       if (r.status === "sent") {
@@ -623,6 +650,7 @@ class Engine {
         this.#transientShare *= 0.9;
         if (this.#transientShare < THROTTLE_SHARE) this.#gateLevel = 0;
         this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
+        if (this.#releases) this.#composer.release(msg);
         continue;
       }
       const firstAt = flight.retried?.firstAt[i] ?? flight.at;
@@ -636,6 +664,7 @@ class Engine {
       if (r.status === "failed") {
         stats.failed++;
         this.#outcome(msg.line, msg.to, "failed", r.code, r.reason, attempts);
+        if (this.#releases) this.#composer.release(msg);
         this.#checkErrorBudget();
         continue;
       }

@@ -484,3 +484,49 @@ Deno.test("runCampaign() does not back off the run for scattered per-recipient t
   await clock.advance(10);
   assert.equal((await campaign.done).sent, 300);
 });
+
+Deno.test("runCampaign() reuses sent messages' memory only for a transport that lets go of them, and every message arrives whole", async (t) => {
+  for (const releases of [true, false]) {
+    await t.step(releases ? "releasesMessages: true" : "releasesMessages unset", async () => {
+      const buffers = new Set<ArrayBufferLike>();
+      const texts = new Map<number, string>();
+      const decoder = new TextDecoder();
+      let open = 0;
+      const transport: Transport = {
+        name: "copier",
+        maxBatch: 100,
+        releasesMessages: releases || undefined,
+        async send(batch) {
+          // Read everything now, as a real transport writes it out, then wait like one.
+          for (const m of batch) {
+            for (const c of m.data) buffers.add(c.buffer);
+            texts.set(m.line, decoder.decode(joinChunks(m.data, m.size)));
+          }
+          open++;
+          await new Promise((r) => setTimeout(r, 1));
+          open--;
+          return batch.map(sent);
+        },
+        close: () => Promise.resolve(),
+      };
+      const rows = 20_000;
+      const summary = await runCampaign({
+        input: stream(csv(rows), 64 * 1024),
+        template: TEMPLATE,
+        transport,
+        concurrency: 500,
+      });
+      assert.equal(summary.sent, rows);
+      for (let i = 1; i <= rows; i++) {
+        const text = texts.get(i + 1)!;
+        assert.ok(text.includes(`To: user${i}@example.com\r\n`), `line ${i + 1} has its own To`);
+        assert.ok(text.endsWith(`Hi Name ${i}\r\n`), `line ${i + 1} has its own body`);
+      }
+      // ~20k messages of ~170 bytes fill about 13 slabs of 256 KiB; with 500 in flight
+      // and their memory reused, a handful is enough.
+      const slabs = [...buffers].filter((b) => b.byteLength === 256 * 1024).length;
+      if (releases) assert.ok(slabs <= 4, `${slabs} slabs`);
+      else assert.ok(slabs >= 10, `${slabs} slabs`);
+    });
+  }
+});

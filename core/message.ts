@@ -36,6 +36,7 @@ import {
   ChunkWriter,
   encodeUtf8Into,
   HeaderWriter,
+  Slab,
   writeBody,
   writeEncodedBody,
 } from "./mime_writers.ts";
@@ -244,7 +245,7 @@ export class MessageComposer {
   readonly #chunks: (Uint8Array | number)[] = [];
   #count = 0;
   #segments = 0;
-  #slab: Uint8Array | undefined;
+  #slab: Slab | undefined;
   #first = 0;
   #end = 0;
   #compact = true;
@@ -660,10 +661,12 @@ export class MessageComposer {
     const w = this.#writer;
     const n = w.length;
     if (n === 0) return;
-    const slab = w.slab;
+    const slab = w.current;
     const start = w.start;
     if (this.#compact) {
       if (this.#slab === undefined) {
+        // This row holds bytes in the slab from now on (until it is released or made views).
+        slab.holders++;
         this.#slab = slab;
         this.#first = start;
       } else if (slab !== this.#slab || start !== this.#end) {
@@ -688,10 +691,13 @@ export class MessageComposer {
     for (let i = 0; i < this.#count; i++) {
       const c = chunks[i];
       if (typeof c === "number") {
-        chunks[i] = this.#slab!.subarray(at, c);
+        chunks[i] = this.#slab!.bytes.subarray(at, c);
         at = c;
       }
     }
+    // Views nobody counts: that slab is never reused; the row's hold on it ends.
+    this.#slab!.pinned = true;
+    this.#writer.release(this.#slab!);
     this.#slab = undefined;
   }
 
@@ -721,6 +727,7 @@ export class MessageComposer {
    */
   render(recipient: Recipient): Outgoing {
     this.#writer.discard(); // what a render that threw left behind
+    if (this.#slab !== undefined) this.#writer.release(this.#slab);
     this.#count = 0;
     this.#segments = 0;
     this.#slab = undefined;
@@ -734,6 +741,8 @@ export class MessageComposer {
     for (let i = 0; i < steps.length; i++) steps[i](recipient, row);
     this.#cut();
     const layout = this.#isLayout();
+    const slab = this.#slab;
+    this.#slab = undefined; // the message holds it now
     return new RenderedMessage(
       this.#shape,
       recipient.line,
@@ -741,11 +750,35 @@ export class MessageComposer {
       recipient.smtpUtf8 || this.#fromUtf8,
       this.#eightBit,
       layout ? this.#layout! : this.#chunks.slice(0, this.#count),
-      this.#slab,
+      slab,
       this.#first,
       layout ? this.#end : -1,
       this.#size,
     );
+  }
+
+  /**
+   * Keep `messages` compactly while they wait on a transport (see
+   * {@link PackedMessages}); undefined when one of them did not come from
+   * {@link render} or was released. Their memory is then the pack's: do not
+   * release the messages themselves, but those taken back out with
+   * {@link PackedMessages.message}.
+   */
+  pack(messages: readonly Outgoing[]): PackedMessages | undefined {
+    return RenderedMessage.pack(messages);
+  }
+
+  /**
+   * Say that nothing will read `message` again (it came from {@link render}
+   * and its send is over), so its memory may be reused for later messages
+   * instead of waiting for the garbage collector. Reading its `data` afterwards
+   * throws; a copy made before (`detachMessage`) stays valid. Releasing twice,
+   * or a message from elsewhere, does nothing.
+   */
+  release(message: Outgoing): void {
+    if (!(message instanceof RenderedMessage)) return;
+    const slab = RenderedMessage.release(message);
+    if (slab !== undefined) this.#writer.release(slab);
   }
 }
 
@@ -1226,7 +1259,7 @@ interface MessageShape {
  */
 function materialize(
   chunks: readonly (Uint8Array | number)[],
-  slab: Uint8Array | undefined,
+  slab: Uint8Array,
   first: number,
   end: number,
 ): Uint8Array[] {
@@ -1236,12 +1269,70 @@ function materialize(
     const c = chunks[i];
     if (typeof c === "number") {
       const to = c < 0 ? end : c;
-      out[i] = slab!.subarray(at, to);
+      out[i] = slab.subarray(at, to);
       at = to;
     } else out[i] = c;
   }
   return out;
 }
+
+/** Int32 fields per message in a {@link PackedMessages} (see its `ints`). */
+const PACKED_INTS = 6;
+/** Scratch for the addresses of the batch being packed. */
+const PACK_SCRATCH: string[] = [];
+
+/**
+ * A batch of rendered messages kept as a few arrays instead of one object per
+ * message, for the time they wait on a transport: at the default window of
+ * the fake transport hundreds of thousands wait at once, and objects that live
+ * that long are promoted to the old generation and die there, where garbage
+ * is collected late. Made by {@link MessageComposer.pack}; read with
+ * {@link line}, {@link to} and {@link message}.
+ */
+export class PackedMessages {
+  /** How many messages. */
+  readonly length: number;
+  /** @internal */
+  readonly shape: MessageShape;
+  /** @internal Per message: line, size, first, end, flags | ref index << 2, end of `to` in `toText`. */
+  readonly ints: Int32Array;
+  /** @internal The envelope recipients, one after another. */
+  readonly toText: string;
+  /** @internal Distinct (chunks, slab) pairs. */
+  readonly refs: readonly unknown[];
+
+  /** @internal Use {@link MessageComposer.pack}. */
+  constructor(shape: MessageShape, ints: Int32Array, toText: string, refs: unknown[]) {
+    this.shape = shape;
+    this.ints = ints;
+    this.toText = toText;
+    this.refs = refs;
+    this.length = ints.length / PACKED_INTS;
+  }
+
+  /** Line of message `i`. */
+  line(i: number): number {
+    return this.ints[i * PACKED_INTS];
+  }
+
+  /** Envelope recipient of message `i`. */
+  to(i: number): string {
+    const o = i * PACKED_INTS + 5;
+    return this.toText.slice(i === 0 ? 0 : this.ints[o - PACKED_INTS], this.ints[o]);
+  }
+
+  /**
+   * Message `i` as an {@link Outgoing} again (a new object each call). It holds
+   * the message's memory: release it with {@link MessageComposer.release}, or
+   * let the garbage collector free it. Take each message out at most once.
+   */
+  message(i: number): Outgoing {
+    return RenderedMessage.unpack(this, i);
+  }
+}
+
+/** Marks a message whose slab hold was released (see `MessageComposer.release`). */
+const RELEASED = new Slab(new Uint8Array(0));
 
 /**
  * A rendered message, kept compact while it waits in flight: its row bytes are
@@ -1257,7 +1348,7 @@ class RenderedMessage implements Outgoing {
   readonly size: number;
   readonly #shape: MessageShape;
   readonly #chunks: readonly (Uint8Array | number)[];
-  readonly #slab: Uint8Array | undefined;
+  #slab: Slab | undefined;
   readonly #first: number;
   readonly #end: number;
 
@@ -1268,7 +1359,7 @@ class RenderedMessage implements Outgoing {
     smtpUtf8: boolean,
     eightBit: boolean,
     chunks: readonly (Uint8Array | number)[],
-    slab: Uint8Array | undefined,
+    slab: Slab | undefined,
     first: number,
     end: number,
     size: number,
@@ -1294,9 +1385,92 @@ class RenderedMessage implements Outgoing {
   }
 
   get data(): readonly Uint8Array[] {
-    return this.#slab === undefined
-      ? this.#chunks as readonly Uint8Array[]
-      : materialize(this.#chunks, this.#slab, this.#first, this.#end);
+    const slab = this.#slab;
+    if (slab === undefined) return this.#chunks as readonly Uint8Array[];
+    if (slab === RELEASED) {
+      throw new TypeError(
+        `The message for line ${this.line} was released after it was sent, and its memory reused; ` +
+          "keep a copy (detachMessage) instead of the message itself",
+      );
+    }
+    return materialize(this.#chunks, slab.bytes, this.#first, this.#end);
+  }
+
+  /**
+   * Pack `messages` into a {@link PackedMessages}, or undefined when one of them
+   * is not a RenderedMessage (or was released). Each message's slab hold moves
+   * to the pack: the messages may still be read (a transport may be writing
+   * them) but must not be released.
+   */
+  static pack(messages: readonly Outgoing[]): PackedMessages | undefined {
+    const n = messages.length;
+    let shape: MessageShape | undefined;
+    for (let i = 0; i < n; i++) {
+      const m = messages[i];
+      if (!(m instanceof RenderedMessage) || m.#slab === RELEASED || m.line > 0x7fffffff) {
+        return undefined;
+      }
+      if (shape === undefined) shape = m.#shape;
+      else if (shape !== m.#shape) return undefined;
+    }
+    const ints = new Int32Array(n * PACKED_INTS);
+    const tos = PACK_SCRATCH;
+    // Messages rendered one after another mostly share their layout and slab:
+    // each distinct (chunks, slab) pair is kept once.
+    const refs: unknown[] = [];
+    let chunks: unknown = undefined;
+    let slab: unknown = null;
+    let toEnd = 0;
+    for (let i = 0; i < n; i++) {
+      const m = messages[i] as RenderedMessage;
+      const o = i * PACKED_INTS;
+      if (m.#chunks !== chunks || m.#slab !== slab) {
+        chunks = m.#chunks;
+        slab = m.#slab;
+        refs.push(chunks, slab);
+      }
+      ints[o] = m.line;
+      ints[o + 1] = m.size;
+      ints[o + 2] = m.#first;
+      ints[o + 3] = m.#end;
+      ints[o + 4] = (m.smtpUtf8 ? 1 : 0) | (m.eightBit ? 2 : 0) | ((refs.length - 2) << 1);
+      toEnd += m.to.length;
+      ints[o + 5] = toEnd;
+      tos[i] = m.to;
+    }
+    // One flat string: the addresses were slices of the CSV text and would keep it alive.
+    tos.length = n;
+    const text = tos.join("");
+    tos.length = 0;
+    return new PackedMessages(shape!, ints, text, refs);
+  }
+
+  /** Rebuild message `i` of `pack` (see {@link pack}); it holds the slab again. */
+  static unpack(pack: PackedMessages, i: number): RenderedMessage {
+    const ints = pack.ints;
+    const o = i * PACKED_INTS;
+    const flags = ints[o + 4];
+    const ref = flags >>> 2 << 1;
+    return new RenderedMessage(
+      pack.shape,
+      ints[o],
+      pack.to(i),
+      (flags & 1) !== 0,
+      (flags & 2) !== 0,
+      pack.refs[ref] as readonly (Uint8Array | number)[],
+      pack.refs[ref + 1] as Slab | undefined,
+      ints[o + 2],
+      ints[o + 3],
+      ints[o + 1],
+    );
+  }
+
+  /** Take `message`'s hold on its slab (once): afterwards its `data` throws. */
+  static release(message: RenderedMessage): Slab | undefined {
+    const slab = message.#slab;
+    if (slab === undefined || slab === RELEASED) return undefined;
+    message.#slab = RELEASED;
+    return slab;
   }
 
   toJSON(): Record<string, unknown> {

@@ -18,7 +18,7 @@ import {
   renderTemplate,
   TemplateError,
 } from "./template.ts";
-import { joinChunks, type Outgoing, type Recipient } from "./types.ts";
+import { detachMessage, joinChunks, type Outgoing, type Recipient } from "./types.ts";
 import { seededRandom } from "../tests/_random.ts";
 
 const COLUMNS = ["email", "name", "city"] as const;
@@ -911,4 +911,78 @@ Deno.test("render() writes byte for byte what the general formatters write, for 
       assert.equal(decoder.decode(got), decoder.decode(want.bytes), JSON.stringify(values));
     }
   });
+});
+
+/** Rows with ASCII and non-ASCII values of varied lengths, lines from 2. */
+function variedRows(n: number, seed: number): Recipient[] {
+  const next = seededRandom(seed);
+  const names = ["Ann", "Jürgen", "東京 Taro", "O'Brien", 'Zoë "Z" Smith', "x".repeat(90)];
+  const rows: Recipient[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = names[Math.floor(next() * names.length)] + " " + i;
+    const local = next() < 0.05 ? `jörg${i}` : `user${i}`;
+    rows.push(recipient([`${local}@example.com`, name, "Köln"], i + 2, local.startsWith("j")));
+  }
+  return rows;
+}
+
+const RELEASE_TEMPLATE = {
+  from: "Team <team@example.com>",
+  toName: "{{name}}",
+  subject: "Hello {{name}}",
+  text: "Hi {{name}},\nsee you in {{city}}.\n",
+};
+
+Deno.test("MessageComposer.release() lets later messages reuse a sent message's memory, never a held one's", () => {
+  const composer = new MessageComposer(RELEASE_TEMPLATE, COLUMNS, OPTS);
+  const rows = variedRows(6000, 7);
+  const held: [Outgoing, Uint8Array][] = [];
+  const releasedBuffers = new Set<ArrayBufferLike>();
+  let reused = 0;
+  const next = seededRandom(8);
+  for (const r of rows) {
+    const m = composer.render(r);
+    const bytes = bytesOf(m).slice();
+    for (const c of m.data) if (releasedBuffers.has(c.buffer)) reused++;
+    if (next() < 0.9) {
+      for (const c of m.data) if (c.length > 100) releasedBuffers.add(c.buffer);
+      composer.release(m);
+      composer.release(m); // twice does nothing
+      assert.throws(() => m.data, TypeError);
+    } else held.push([m, bytes]);
+  }
+  assert.ok(reused > 0, "some later message was written into released memory");
+  for (const [m, bytes] of held) {
+    assert.deepEqual(bytesOf(m), bytes, `line ${m.line} unchanged while held`);
+  }
+});
+
+Deno.test("MessageComposer.pack() keeps a batch compactly and gives back the same messages", () => {
+  const composer = new MessageComposer(RELEASE_TEMPLATE, COLUMNS, OPTS);
+  const rows = variedRows(1000, 9);
+  for (let at = 0; at < rows.length; at += 100) {
+    const batch = rows.slice(at, at + 100).map((r) => composer.render(r));
+    const fields = (m: Outgoing) => ({
+      line: m.line,
+      from: m.from,
+      to: m.to,
+      smtpUtf8: m.smtpUtf8,
+      eightBit: m.eightBit,
+      messageId: m.messageId,
+      size: m.size,
+      bytes: bytesOf(m).slice(),
+    });
+    const want = batch.map(fields);
+    const packed = composer.pack(batch)!;
+    assert.equal(packed.length, batch.length);
+    for (let i = 0; i < packed.length; i++) {
+      const m = packed.message(i);
+      assert.equal(packed.line(i), want[i].line);
+      assert.equal(packed.to(i), want[i].to);
+      assert.deepEqual(fields(m), want[i]);
+      composer.release(m);
+    }
+  }
+  const copy = detachMessage(composer.render(rows[0]));
+  assert.equal(composer.pack([copy]), undefined, "only messages the composer rendered");
 });

@@ -44,18 +44,55 @@ const encoder = new TextEncoder();
 const ADDRESS_UNSAFE = /[\x00-\x1f\x7f-\x9f<>\u2028\u2029]/;
 
 /**
+ * One slab of a {@link ChunkWriter} and what it takes to reuse it: the number
+ * of rendered messages that still hold bytes in it (`holders`), whether the
+ * writer has moved on to another slab (`sealed`), and whether a view of it was
+ * handed out that nobody counts (`pinned`: then only the garbage collector may
+ * free it).
+ */
+export class Slab {
+  /** The slab's memory. */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** Messages that hold bytes here and have not been released. */
+  holders = 0;
+  /** The writer writes elsewhere now. */
+  sealed = false;
+  /** An uncounted view exists: never reuse. */
+  pinned = false;
+
+  /** Wrap `bytes` as a slab nobody holds yet. */
+  constructor(bytes: Uint8Array<ArrayBuffer>) {
+    this.bytes = bytes;
+  }
+}
+
+/** Free slabs kept for reuse at most (16 MiB at the default slab size). */
+const POOL_LIMIT = 64;
+
+/**
  * Writes the bytes of one message part after another into a large shared
  * buffer (a slab) and hands each finished part out as a view of it. One small
  * `Uint8Array` per message costs more than the encoding itself, and a string
  * built from many pieces costs a flattening copy; writing pieces straight into
- * the slab avoids both. A region is written once and never reused, so the
- * views stay immutable; a slab is freed when its last view is.
+ * the slab avoids both. A region is written once and never rewritten while
+ * anything may read it, so the views stay immutable.
+ *
+ * Slabs are reused only when their holders say so: a caller that keeps
+ * offsets (see {@link cut}) counts itself in {@link current}`.holders` and
+ * calls {@link release} when done; a slab whose holders all left after the
+ * writer moved on goes back to a small pool instead of to the garbage
+ * collector. A slab that ever handed out a view ({@link finish}) is never
+ * reused. Without releases, slabs are simply freed by the garbage collector
+ * once nothing refers to them.
  */
 export class ChunkWriter {
   readonly #slabSize: number;
   #buf = new Uint8Array(0);
+  #slab = new Slab(this.#buf);
   #start = 0;
   #at = 0;
+  /** Free slabs of `#slabSize` bytes, ready for reuse. */
+  readonly #pool: Uint8Array<ArrayBuffer>[] = [];
 
   /**
    * Create a writer whose slabs hold `slabSize` bytes (256 KiB by default:
@@ -76,11 +113,42 @@ export class ChunkWriter {
   #ensure(n: number): void {
     if (this.#at + n <= this.#buf.length) return;
     const used = this.#at - this.#start;
-    const next = new Uint8Array(Math.max(this.#slabSize, (used + n) * 2));
+    const size = Math.max(this.#slabSize, (used + n) * 2);
+    const next = size === this.#slabSize && this.#pool.length > 0
+      ? this.#pool.pop()!
+      : new Uint8Array(size);
     next.set(this.#buf.subarray(this.#start, this.#at));
+    const old = this.#slab;
+    old.sealed = true;
     this.#buf = next;
+    this.#slab = new Slab(next);
     this.#start = 0;
     this.#at = used;
+    this.#recycle(old);
+  }
+
+  /** The slab being written, with its reuse bookkeeping. */
+  get current(): Slab {
+    return this.#slab;
+  }
+
+  /**
+   * One holder of `slab` is done with its bytes (counted in `holders` when it
+   * took them). The slab is reused once the writer has moved on and no holder
+   * is left; reading a released region afterwards reads other bytes.
+   */
+  release(slab: Slab): void {
+    if (--slab.holders === 0) this.#recycle(slab);
+  }
+
+  #recycle(slab: Slab): void {
+    if (
+      slab.sealed && slab.holders === 0 && !slab.pinned &&
+      slab.bytes.length === this.#slabSize && this.#pool.length < POOL_LIMIT
+    ) {
+      slab.pinned = true; // in the pool now: never recycled twice
+      this.#pool.push(slab.bytes);
+    }
   }
 
   /**
@@ -199,6 +267,7 @@ export class ChunkWriter {
 
   /** The bytes written since the last call, as a view that is never written again. */
   finish(): Uint8Array {
+    this.#slab.pinned = true; // a view nobody counts: the slab is never reused
     const chunk = this.#buf.subarray(this.#start, this.#at);
     this.#start = this.#at;
     return chunk;

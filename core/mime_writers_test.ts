@@ -271,3 +271,66 @@ Deno.test("encodeUtf8Into() writes what TextEncoder does, and normalises line en
     assert.ok(end <= 3 * text.length);
   }
 });
+
+Deno.test("ChunkWriter reuses a slab once it is sealed and its holders released it, never a pinned one", async (t) => {
+  // Slabs of 128 bytes hold two writes of 60.
+  const fill = (w: ChunkWriter, c: string) => {
+    w.text(c.repeat(60));
+    w.cut();
+  };
+  await t.step("released and sealed: the next new slab is the same memory", () => {
+    const w = new ChunkWriter(128);
+    fill(w, "a");
+    const first = w.current;
+    first.holders++;
+    fill(w, "a");
+    fill(w, "b"); // does not fit: a new slab, the first is sealed
+    assert.notEqual(w.current, first);
+    assert.ok(first.sealed);
+    w.release(first);
+    fill(w, "b");
+    fill(w, "c"); // the next new slab comes from the pool
+    assert.equal(w.current.bytes, first.bytes);
+    assert.equal(decoder.decode(first.bytes.subarray(0, 60)), "c".repeat(60));
+  });
+  await t.step("still held: never reused", () => {
+    const w = new ChunkWriter(128);
+    fill(w, "a");
+    const first = w.current;
+    first.holders += 2;
+    fill(w, "a");
+    fill(w, "b");
+    w.release(first); // one holder left
+    fill(w, "b");
+    fill(w, "c");
+    assert.notEqual(w.current.bytes, first.bytes);
+    assert.equal(decoder.decode(first.bytes.subarray(0, 60)), "a".repeat(60));
+  });
+  await t.step("a view was handed out (finish): never reused", () => {
+    const w = new ChunkWriter(128);
+    w.text("v".repeat(60));
+    const view = w.finish();
+    const first = w.current;
+    first.holders++;
+    fill(w, "a");
+    fill(w, "b");
+    w.release(first);
+    fill(w, "b");
+    fill(w, "c");
+    assert.notEqual(w.current.bytes, first.bytes);
+    assert.equal(decoder.decode(view), "v".repeat(60));
+  });
+  await t.step("not sealed yet: pooled only once the writer moves on", () => {
+    const w = new ChunkWriter(128);
+    fill(w, "a");
+    const first = w.current;
+    first.holders++;
+    w.release(first); // the writer still writes here: not pooled
+    fill(w, "a");
+    assert.equal(w.current, first);
+    fill(w, "b"); // moves on: the sealed slab has no holder left and is pooled
+    fill(w, "b");
+    fill(w, "c");
+    assert.equal(w.current.bytes, first.bytes);
+  });
+});

@@ -163,23 +163,29 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
     name: "fake",
     maxBatch,
     defaultConcurrency: options.defaultConcurrency ?? 1_000_000,
-    async send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
-      if (closed) throw new Error("Cannot send: the fake transport is closed");
+    releasesMessages: true,
+    send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
+      if (closed) return Promise.reject(new Error("Cannot send: the fake transport is closed"));
       if (batch.length > maxBatch) {
-        throw new RangeError(`Batch of ${batch.length} exceeds the fake transport's ${maxBatch}`);
+        return Promise.reject(
+          new RangeError(`Batch of ${batch.length} exceeds the fake transport's ${maxBatch}`),
+        );
       }
-      await wait(opts.signal);
-      const results = batch.map(outcome);
-      if (logPath !== undefined) {
-        let text = "";
-        for (let i = 0; i < batch.length; i++) {
-          if (results[i].status === "sent") {
-            text += `${batch[i].line},${batch[i].to},${batch[i].messageId}\n`;
-          }
+      // Everything the answer needs is taken now, so the batch is not kept while it waits
+      // (hundreds of thousands of messages wait at once at the default window).
+      const results = new Array<SendResult>(batch.length);
+      let text = "";
+      for (let i = 0; i < batch.length; i++) {
+        const m = batch[i];
+        const r = results[i] = outcome(m);
+        if (logPath !== undefined && r.status === "sent") {
+          text += `${m.line},${m.to},${m.messageId}\n`;
         }
-        if (text !== "") Deno.writeTextFileSync(logPath, text, { append: true });
       }
-      return results;
+      return wait(opts.signal).then(() => {
+        if (text !== "") Deno.writeTextFileSync(logPath!, text, { append: true });
+        return results;
+      });
     },
     close(): Promise<void> {
       closed = true;

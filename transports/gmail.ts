@@ -180,6 +180,8 @@ const RETRYABLE_REASONS = new Set(["rateLimitExceeded", "userRateLimitExceeded"]
 
 class GmailTransportImpl implements GmailTransport {
   readonly name = "gmail";
+  /** Each message is turned into its base64url `raw` text before its request goes out. */
+  readonly releasesMessages = true;
   readonly maxBatch: number;
   readonly defaultConcurrency: number;
   readonly limits: readonly TransportLimit[];

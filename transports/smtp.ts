@@ -57,6 +57,8 @@ export function createSmtpTransport(options: SmtpOptions): SmtpTransport {
     name: "smtp",
     maxBatch: 1,
     defaultConcurrency: resolved.connections * 2,
+    // A connection copies the bytes into its own buffer when the server says 354.
+    releasesMessages: true,
     stats: pool.stats,
     send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
       return pool.send(batch, opts.signal);

@@ -41,7 +41,18 @@ export {
   RecipientReader,
   type RowItem,
 } from "./core/recipients.ts";
+export {
+  createRecipientReader,
+  ParallelRecipientReader,
+  type ReaderChoiceOptions,
+  type RowSource,
+} from "./core/parallel_reader.ts";
 export { type MessageTemplate, TemplateError } from "./core/template.ts";
-export { composeMessage, type ComposeOptions, MessageComposer } from "./core/message.ts";
+export {
+  composeMessage,
+  type ComposeOptions,
+  MessageComposer,
+  type PackedMessages,
+} from "./core/message.ts";
 export { parseRate, RateLimiter, type RateWindow } from "./core/rate.ts";
 export { createFakeTransport, type FakeTransportOptions } from "./transports/fake.ts";

@@ -13,7 +13,8 @@ import { type Clock, systemClock } from "./clock.ts";
 import { MinHeap } from "./heap.ts";
 import { type ComposeOptions, MessageComposer, type PackedMessages } from "./message.ts";
 import { RateLimiter, type RateWindow } from "./rate.ts";
-import { type RecipientOptions, RecipientReader, type RowItem } from "./recipients.ts";
+import { createRecipientReader, type ReaderChoiceOptions } from "./parallel_reader.ts";
+import type { RowItem } from "./recipients.ts";
 import type { MessageTemplate } from "./template.ts";
 import {
   detachMessage,
@@ -33,8 +34,12 @@ export interface CampaignOptions {
   readonly template: MessageTemplate;
   /** Where messages go. The engine does not close it. */
   readonly transport: Transport;
-  /** How rows become recipients (address column, header row, delimiter). */
-  readonly recipients?: RecipientOptions;
+  /**
+   * How rows become recipients (address column, header row, delimiter), and
+   * whether to read them in a worker thread (`parallel`, off by default; see
+   * `ReaderChoiceOptions`).
+   */
+  readonly recipients?: ReaderChoiceOptions;
   /** Messages in flight at most. Default: `transport.defaultConcurrency`, else 100. */
   readonly concurrency?: number;
   /** Process only the first N data rows. */
@@ -261,7 +266,9 @@ class Engine {
   readonly #hard = new AbortController();
   readonly #startedAt: number;
   #composer!: MessageComposer;
-  #iterator!: AsyncIterator<RowItem[]>;
+  #iterator: AsyncIterator<RowItem[]> | undefined;
+  /** The reader ended or failed by itself: nothing to stop. */
+  #readerDone = false;
   #buffer: RowItem[] = [];
   #bufferAt = 0;
   #exhausted = false;
@@ -338,22 +345,37 @@ class Engine {
   }
 
   async run(): Promise<CampaignSummary> {
-    await this.#begin();
     try {
-      await this.#loop();
-    } catch (error) {
-      this.#fatal ??= error instanceof Error ? error : new Error(String(error));
-      this.#hard.abort(this.#fatal);
+      await this.#begin();
+      try {
+        await this.#loop();
+      } catch (error) {
+        this.#fatal ??= error instanceof Error ? error : new Error(String(error));
+        this.#hard.abort(this.#fatal);
+      }
+    } finally {
+      this.#stopReading();
     }
     return this.#summary();
   }
 
+  /**
+   * Stop the reader when the run ends before the input does (limit, stop, error):
+   * a worker reading ahead would keep the process alive. Not awaited: an
+   * in-thread reader may be waiting on a read (stdin) that never completes.
+   */
+  #stopReading(): void {
+    if (this.#iterator === undefined || this.#readerDone) return;
+    this.#readerDone = true;
+    this.#iterator.return?.().catch(() => {});
+  }
+
   /** Read the first batch so the columns are known, then check the template. Throws before any send. */
   async #begin(): Promise<void> {
-    const reader = new RecipientReader(this.#o.input, this.#o.recipients);
+    const reader = createRecipientReader(this.#o.input, this.#o.recipients);
     this.#iterator = reader[Symbol.asyncIterator]();
     const first = await this.#iterator.next();
-    if (first.done) this.#exhausted = true;
+    if (first.done) this.#exhausted = this.#readerDone = true;
     else this.#buffer = first.value;
     // Without a header row, columns are known by position only: "1", "2", ...
     let columns = reader.columns;
@@ -520,16 +542,16 @@ class Engine {
     if (this.#exhausted || this.#pendingNext !== undefined) return undefined;
     this.#buffer = [];
     this.#bufferAt = 0;
-    this.#pendingNext = this.#iterator.next().then(
+    this.#pendingNext = this.#iterator!.next().then(
       (r) => {
         this.#pendingNext = undefined;
-        if (r.done) this.#exhausted = true;
+        if (r.done) this.#exhausted = this.#readerDone = true;
         else this.#buffer = r.value;
         this.#wake();
       },
       (error) => {
         this.#pendingNext = undefined;
-        this.#exhausted = true;
+        this.#exhausted = this.#readerDone = true;
         this.#inputError = error instanceof Error ? error : new Error(String(error));
         this.#wake();
       },

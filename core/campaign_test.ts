@@ -530,3 +530,67 @@ Deno.test("runCampaign() reuses sent messages' memory only for a transport that 
     });
   }
 });
+
+Deno.test("runCampaign() with the worker reader stops the worker when the run ends early", async (t) => {
+  const RealWorker = globalThis.Worker;
+  const live = new Set<Worker>();
+  let started = 0;
+  globalThis.Worker = class extends RealWorker {
+    constructor(url: string | URL, opts?: WorkerOptions) {
+      super(url, opts);
+      live.add(this);
+      started++;
+    }
+    override terminate(): void {
+      live.delete(this);
+      super.terminate();
+    }
+  };
+  try {
+    await t.step("--limit: 5 of 20,000 rows", async () => {
+      const tr = recorder(sent, { maxBatch: 10 });
+      const summary = await runCampaign({
+        input: stream(csv(20_000), 4096),
+        template: TEMPLATE,
+        transport: tr,
+        limit: 5,
+        recipients: { parallel: true },
+      });
+      assert.equal(summary.sent, 5);
+      assert.equal(live.size, 0, "the worker was terminated");
+    });
+    await t.step("an unknown merge field, found before any send", async () => {
+      await assert.rejects(
+        runCampaign({
+          input: stream(csv(20_000), 4096),
+          template: { ...TEMPLATE, subject: "Hi {{nope}}" },
+          transport: recorder(sent),
+          recipients: { parallel: true },
+        }),
+        /nope/,
+      );
+      assert.equal(live.size, 0, "the worker was terminated");
+    });
+    await t.step("to the end: every row, the same outcomes as in-thread", async () => {
+      const outcomes = async (parallel: boolean) => {
+        const seen: string[] = [];
+        const summary = await runCampaign({
+          input: stream(csv(3000, "bad-address,X\nuser7@EXAMPLE.com,dup\n"), 1000),
+          template: TEMPLATE,
+          transport: recorder(sent),
+          recipients: { parallel },
+          onOutcome: (o) => seen.push(`${o.line} ${o.status} ${o.address}`),
+        });
+        return { summary: { ...summary, elapsedMs: 0, perSecond: 0 }, seen: seen.sort() };
+      };
+      const inThread = await outcomes(false);
+      const before = started;
+      const worker = await outcomes(true);
+      assert.equal(started, before + 1, "a worker read the rows");
+      assert.deepEqual(worker, inThread);
+      assert.equal(live.size, 0);
+    });
+  } finally {
+    globalThis.Worker = RealWorker;
+  }
+});

@@ -53,9 +53,16 @@ export interface RowSource extends AsyncIterable<RowItem[]> {
 /** Options for {@link createRecipientReader}. */
 export interface ReaderChoiceOptions extends RecipientOptions {
   /**
-   * Read in a worker: `true`, `false`, or `"auto"` (the default): a worker
+   * Read in a worker: `true`, `false` (the default), or `"auto"`: a worker
    * when `sizeHint` is at least {@link PARALLEL_MIN_BYTES} (starting a worker
    * costs tens of milliseconds, more than a small input takes in-thread).
+   *
+   * Off by default because, measured on the 2-vCPU machines we benchmark on,
+   * a whole 1M-row run was not faster with it (the main thread's rendering
+   * slowed by about as much as the reading moved off it) and peaked ~80 MB
+   * higher (a second heap). Reading alone does move off the main thread
+   * (0.68 s to 0.24 s of its CPU per million rows): worth trying where cores
+   * are plentiful and the main thread is the bottleneck (bench/reader.ts).
    */
   parallel?: boolean | "auto";
 }
@@ -68,7 +75,7 @@ export function createRecipientReader(
   input: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
   opts?: ReaderChoiceOptions,
 ): RecipientReader | ParallelRecipientReader {
-  const { parallel = "auto", ...rest } = opts ?? {};
+  const { parallel = false, ...rest } = opts ?? {};
   if (parallel !== true && parallel !== false && parallel !== "auto") {
     throw new TypeError(
       `Invalid parallel option ${JSON.stringify(parallel)}: use true, false or "auto"`,

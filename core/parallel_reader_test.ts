@@ -634,8 +634,13 @@ Deno.test("createRecipientReader() picks the worker by the parallel option and t
   const input = () => ReadableStream.from([bytesOf("a@example.com\n")]);
   const cases: [string, Parameters<typeof createRecipientReader>[1], ReaderClass][] = [
     ["default, no size hint", undefined, RecipientReader],
-    ["auto, small input", { sizeHint: PARALLEL_MIN_BYTES - 1 }, RecipientReader],
-    ["auto, big input", { sizeHint: PARALLEL_MIN_BYTES }, ParallelRecipientReader],
+    ["default, big input", { sizeHint: 1e9 }, RecipientReader],
+    ["auto, small input", { parallel: "auto", sizeHint: PARALLEL_MIN_BYTES - 1 }, RecipientReader],
+    [
+      "auto, big input",
+      { parallel: "auto", sizeHint: PARALLEL_MIN_BYTES },
+      ParallelRecipientReader,
+    ],
     ["true", { parallel: true }, ParallelRecipientReader],
     ["false, big input", { parallel: false, sizeHint: 1e9 }, RecipientReader],
   ];

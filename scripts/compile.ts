@@ -17,6 +17,9 @@ const args = [
   "--allow-net",
   "--allow-sys=hostname",
   "--allow-run",
+  // The worker reader's module is loaded by URL at run time, so it must be embedded by name.
+  "--include",
+  new URL("../core/recipients_worker.ts", import.meta.url).pathname,
   "--output",
   output,
   new URL("../cli.ts", import.meta.url).pathname,

@@ -7,8 +7,10 @@
  * lane, each with its own final mix) kept
  * with the line the key was first seen on, in an open-addressing hash table
  * with linear probing inside one `Uint32Array` (16 bytes a slot). The table
- * doubles when it is 60% full, so it takes 27-53 bytes per distinct key
- * (about 34 MB for 1,000,000 keys, off the JS heap) and nothing per repeat.
+ * doubles when it is 70% full, so it takes 23-46 bytes per distinct key, off
+ * the JS heap, and nothing per repeat; sized once from the input's size
+ * ({@link DedupeSet.reserve}: a file's rows estimated from its first chunk,
+ * +10%), a million keys take about 25 MB.
  *
  * False positives: a new key is taken for a duplicate only when its whole
  * 96-bit fingerprint equals an earlier key's. For n distinct keys the chance
@@ -22,7 +24,7 @@
  */
 
 const SLOT_WORDS = 4; // hash a, hash b, hash c, first line (0 = empty slot)
-const MAX_LOAD = 0.6;
+const MAX_LOAD = 0.7;
 
 const encoder = new TextEncoder();
 
@@ -74,6 +76,12 @@ function fingerprint(
   out[at + 2] = c;
 }
 
+/** The home slot of hash `a` (a uint32) in a table of `cap` slots: `a` scaled to [0, cap). */
+function home(a: number, cap: number): number {
+  const i = Math.floor(a * cap * 2.3283064365386963e-10); // 2^-32
+  return i < cap ? i : cap - 1;
+}
+
 /**
  * A set of keys, each remembered with the line it was first seen on, in memory
  * that grows with distinct keys only (see the module doc for the numbers).
@@ -88,7 +96,8 @@ function fingerprint(
  */
 export class DedupeSet {
   #slots: Uint32Array;
-  #mask: number;
+  /** Slots in the table (any size: a key's home slot is scaled from its hash, not masked). */
+  #cap: number;
   #size = 0;
   #limit: number;
   /** Fingerprints of the keys being added (3 words each). */
@@ -109,7 +118,7 @@ export class DedupeSet {
     let capacity = 8;
     while (capacity < initialCapacity) capacity *= 2;
     this.#slots = new Uint32Array(capacity * SLOT_WORDS);
-    this.#mask = capacity - 1;
+    this.#cap = capacity;
     this.#limit = Math.floor(capacity * MAX_LOAD);
   }
 
@@ -134,14 +143,14 @@ export class DedupeSet {
     this.#fingerprintKey(key, 0);
     const a = this.#scratch[0], b = this.#scratch[1], c = this.#scratch[2];
     const slots = this.#slots;
-    const mask = this.#mask;
-    let i = a & mask;
+    const cap = this.#cap;
+    let i = home(a, cap);
     for (;;) {
       const at = i * SLOT_WORDS;
       const first = slots[at + 3];
       if (first === 0) break;
       if (slots[at] === a && slots[at + 1] === b && slots[at + 2] === c) return first;
-      i = (i + 1) & mask;
+      i = i + 1 === cap ? 0 : i + 1;
     }
     if (this.#size >= this.#limit) {
       this.#grow();
@@ -183,7 +192,7 @@ export class DedupeSet {
     if (this.#scratch.length < count * 3) this.#scratch = new Uint32Array(count * 3 + 1024);
     const fp = this.#scratch;
     const slots = this.#slots;
-    const mask = this.#mask;
+    const cap = this.#cap;
     // Pass 1: fingerprints. All keys are encoded to UTF-8 with one call; when
     // they are all ASCII, byte offsets are the string lengths.
     const joined = count === keys.length ? keys.join("") : keys.slice(0, count).join("");
@@ -203,12 +212,12 @@ export class DedupeSet {
     // Pass 2: read each home slot in a tight loop, so the cache misses overlap
     // (a software prefetch; interleaved with hashing they would not).
     let touch = 0;
-    for (let i = 0; i < count; i++) touch ^= slots[(fp[i * 3] & mask) * SLOT_WORDS + 3];
+    for (let i = 0; i < count; i++) touch ^= slots[home(fp[i * 3], cap) * SLOT_WORDS + 3];
     this.#touched ^= touch;
     // Pass 3: look up and insert, in order.
     for (let i = 0; i < count; i++) {
       const a = fp[i * 3], b = fp[i * 3 + 1], c = fp[i * 3 + 2];
-      let s = a & mask;
+      let s = home(a, cap);
       let found = 0;
       for (;;) {
         const at = s * SLOT_WORDS;
@@ -225,7 +234,7 @@ export class DedupeSet {
           found = first;
           break;
         }
-        s = (s + 1) & mask;
+        s = s + 1 === cap ? 0 : s + 1;
       }
       firstLines[i] = found;
     }
@@ -237,13 +246,14 @@ export class DedupeSet {
     const fp = this.#scratch;
     const a = fp[0], b = fp[1], c = fp[2];
     const slots = this.#slots;
-    let i = a & this.#mask;
+    const cap = this.#cap;
+    let i = home(a, cap);
     for (;;) {
       const at = i * SLOT_WORDS;
       const first = slots[at + 3];
       if (first === 0) return 0;
       if (slots[at] === a && slots[at + 1] === b && slots[at + 2] === c) return first;
-      i = (i + 1) & this.#mask;
+      i = i + 1 === cap ? 0 : i + 1;
     }
   }
 
@@ -264,9 +274,9 @@ export class DedupeSet {
   /** Put a fingerprint known to be absent into the table. */
   #insert(a: number, b: number, c: number, line: number): void {
     const slots = this.#slots;
-    const mask = this.#mask;
-    let i = a & mask;
-    while (slots[i * SLOT_WORDS + 3] !== 0) i = (i + 1) & mask;
+    const cap = this.#cap;
+    let i = home(a, cap);
+    while (slots[i * SLOT_WORDS + 3] !== 0) i = i + 1 === cap ? 0 : i + 1;
     const at = i * SLOT_WORDS;
     slots[at] = a;
     slots[at + 1] = b;
@@ -282,28 +292,28 @@ export class DedupeSet {
    */
   reserve(count: number): void {
     const want = Math.min(Math.ceil(count), 2 ** 27);
-    let capacity = this.#mask + 1;
-    while (Math.floor(capacity * MAX_LOAD) < want) capacity *= 2;
-    if (capacity > this.#mask + 1) this.#resize(capacity);
+    if (want <= this.#limit) return;
+    // Exactly enough for `want` at the load limit: with a hint, no power-of-two round-up.
+    this.#resize(Math.ceil(want / MAX_LOAD) + 1);
   }
 
   #grow(): void {
-    this.#resize((this.#mask + 1) * 2);
+    this.#resize(this.#cap * 2);
   }
 
   #resize(capacity: number): void {
     const old = this.#slots;
     this.#slots = new Uint32Array(capacity * SLOT_WORDS);
-    this.#mask = capacity - 1;
+    this.#cap = capacity;
     this.#limit = Math.floor(capacity * MAX_LOAD);
     const slots = this.#slots;
-    const mask = this.#mask;
+    const cap = this.#cap;
     for (let from = 0; from < old.length; from += SLOT_WORDS) {
       const line = old[from + 3];
       if (line === 0) continue;
       const a = old[from];
-      let i = a & mask;
-      while (slots[i * SLOT_WORDS + 3] !== 0) i = (i + 1) & mask;
+      let i = home(a, cap);
+      while (slots[i * SLOT_WORDS + 3] !== 0) i = i + 1 === cap ? 0 : i + 1;
       const at = i * SLOT_WORDS;
       slots[at] = a;
       slots[at + 1] = old[from + 1];

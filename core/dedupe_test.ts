@@ -104,5 +104,11 @@ Deno.test("DedupeSet.reserve() sizes the table once and keeps every key", () => 
   for (let i = 1; i <= 100; i++) assert.equal(set.add(`K${i}@EXAMPLE.com`, 1000 + i), i);
   for (let i = 101; i <= 100_000; i++) assert.equal(set.add(`k${i}@example.com`, i), 0);
   assert.equal(set.byteLength, sized, "no doubling while filling what was reserved");
+  assert.ok(sized <= (100_000 / 0.7 + 2) * 16, `${sized} bytes: no power-of-two round-up`);
   assert.equal(set.size, 100_000);
+  // Past the reservation the table doubles and still finds every key.
+  for (let i = 100_001; i <= 150_000; i++) assert.equal(set.add(`k${i}@example.com`, i), 0);
+  assert.ok(set.byteLength > sized);
+  for (let i = 1; i <= 150_000; i += 7) assert.equal(set.add(`K${i}@example.com`, 9), i);
+  assert.equal(set.size, 150_000);
 });

@@ -66,8 +66,8 @@ export class Slab {
   }
 }
 
-/** Free slabs kept for reuse at most (16 MiB at the default slab size). */
-const POOL_LIMIT = 64;
+/** Free slabs kept for reuse at most (4 MiB at the default slab size). */
+const POOL_LIMIT = 16;
 
 /**
  * Writes the bytes of one message part after another into a large shared

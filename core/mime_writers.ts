@@ -66,8 +66,8 @@ export class Slab {
   }
 }
 
-/** Free slabs kept for reuse at most (4 MiB at the default slab size). */
-const POOL_LIMIT = 16;
+/** Free slabs kept for reuse at most (64 MiB at the default slab size; a run's in-flight messages can fill that many, and completions come in bursts). */
+const POOL_LIMIT = 256;
 
 /**
  * Writes the bytes of one message part after another into a large shared

@@ -114,6 +114,9 @@ Deno.test("ServerMetrics.timed() times each transport call once per message", as
   assert.equal(m.latency.count, 3);
   assert.deepEqual(m.latency.cumulative(), [0, 3, 3], "3 ms is over the 1 ms bound");
   assert.equal(t.maxBatch, 10);
+  assert.equal(t.releasesMessages, true, "the engine may reuse what the fake let go of");
+  const unsure = m.timed({ ...createFakeTransport(), releasesMessages: undefined });
+  assert.equal(unsure.releasesMessages, undefined);
 });
 
 Deno.test("formatLabels() escapes backslash, quote and newline", () => {

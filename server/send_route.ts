@@ -207,7 +207,8 @@ export async function handleSend(service: MailerService, request: Request): Prom
       transport: transport === undefined
         ? dryRunTransport(o.transport.name)
         : metrics.timed(transport),
-      recipients: opts.recipients,
+      // The body's announced size sizes the duplicate table once (as a file's size does).
+      recipients: { ...opts.recipients, sizeHint: expected },
       limit: opts.limit,
       dryRun: opts.dryRun,
       concurrency: run.concurrency,

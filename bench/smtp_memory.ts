@@ -3,7 +3,7 @@
  * and 1M generated rows, to the fake transport (small latency) and over SMTP
  * to Postfix's smtp-sink on 127.0.0.1. Memory must not grow with the number
  * of rows, except for the compact per-row structures the design allows (the
- * dedupe set: 27-53 bytes per distinct address; the report's resume index).
+ * dedupe set: 23-46 bytes per distinct address; the report's resume index).
  *
  * A dry run (renders every message, sends none, keeps no report) is the
  * ideal: same CSV reader, dedupe set and composer, no transport. Each column's

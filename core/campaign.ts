@@ -220,8 +220,6 @@ export function startCampaign(options: CampaignOptions): Campaign {
 }
 
 const WAKE = Symbol("wake");
-/** The engine's loop lets timers and I/O run at least this often (ms of its own work). */
-const YIELD_MS = 20;
 /** Rate windows shorter than this are paced; longer ones are rolling caps (see rate.ts). */
 const HOUR_MS = 3_600_000;
 /**
@@ -427,19 +425,9 @@ class Engine {
   }
 
   async #loop(): Promise<void> {
-    let turn = performance.now();
     while (true) {
       if (this.#inputError !== undefined) {
         this.#fatal ??= this.#inputError;
-      }
-      // Input that is already buffered (a request body the client sent fast) resolves reads as
-      // microtasks: the loop could then render for seconds without letting timers and I/O run,
-      // so answers would pile up unprocessed and messages stay in flight (and in memory) longer
-      // than they take. Let the event loop have a turn at least every YIELD_MS.
-      const now = performance.now();
-      if (now - turn >= YIELD_MS) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        turn = performance.now();
       }
       let waitMs = Infinity;
       if (!this.#stopping()) {

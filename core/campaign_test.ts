@@ -594,31 +594,3 @@ Deno.test("runCampaign() with the worker reader stops the worker when the run en
     globalThis.Worker = RealWorker;
   }
 });
-
-Deno.test("runCampaign() lets timers run while it reads input that is already buffered", async () => {
-  // Every chunk is queued before the run starts, so each read resolves at once (a microtask);
-  // the transport answers from a timer. Answers must be taken while rows are still being read,
-  // or every message would stay in flight (and in memory) until the input ran out.
-  const rows = 60_000;
-  const bytes = new TextEncoder().encode(csv(rows));
-  const input = new ReadableStream<Uint8Array>({
-    start(c) {
-      for (let at = 0; at < bytes.length; at += 16 * 1024) {
-        c.enqueue(bytes.slice(at, at + 16 * 1024));
-      }
-      c.close();
-    },
-  });
-  const tr = recorder(sent, {
-    maxBatch: 100,
-    delay: () => new Promise<void>((r) => setTimeout(r, 0)),
-  });
-  const summary = await runCampaign({
-    input,
-    template: TEMPLATE,
-    transport: tr,
-    concurrency: rows,
-  });
-  assert.equal(summary.sent, rows);
-  assert.ok(tr.maxInFlight < rows / 2, `at most ${tr.maxInFlight} of ${rows} in flight`);
-});

@@ -594,3 +594,40 @@ Deno.test("runCampaign() with the worker reader stops the worker when the run en
     globalThis.Worker = RealWorker;
   }
 });
+
+Deno.test("runCampaign(): a releasing transport that reads a message after its answer gets a TypeError, never another row's bytes", async () => {
+  const kept: [Outgoing, string][] = [];
+  const decoder = new TextDecoder();
+  const transport: Transport = {
+    name: "keeper",
+    maxBatch: 100,
+    releasesMessages: true, // a broken promise: it keeps the messages and reads them later
+    async send(batch) {
+      for (const m of batch) kept.push([m, `To: user${m.line - 1}@example.com\r\n`]);
+      await new Promise((r) => setTimeout(r, 1));
+      return batch.map(sent);
+    },
+    close: () => Promise.resolve(),
+  };
+  const rows = 20_000;
+  const summary = await runCampaign({
+    input: stream(csv(rows), 64 * 1024),
+    template: TEMPLATE,
+    transport,
+    concurrency: 500,
+  });
+  assert.equal(summary.sent, rows);
+  let threw = 0;
+  for (const [m, to] of kept) {
+    let text: string;
+    try {
+      text = decoder.decode(joinChunks(m.data, m.size));
+    } catch (error) {
+      assert.ok(error instanceof TypeError);
+      threw++;
+      continue;
+    }
+    assert.ok(text.includes(to), `line ${m.line}: its own bytes or a TypeError`);
+  }
+  assert.ok(threw > 0, "memory was reused, and reading it threw");
+});

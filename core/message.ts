@@ -1387,7 +1387,7 @@ class RenderedMessage implements Outgoing {
   get data(): readonly Uint8Array[] {
     const slab = this.#slab;
     if (slab === undefined) return this.#chunks as readonly Uint8Array[];
-    if (slab === RELEASED) {
+    if (slab === RELEASED || slab.recycled) {
       throw new TypeError(
         `The message for line ${this.line} was released after it was sent, and its memory reused; ` +
           "keep a copy (detachMessage) instead of the message itself",

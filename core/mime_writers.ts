@@ -59,6 +59,11 @@ export class Slab {
   sealed = false;
   /** An uncounted view exists: never reuse. */
   pinned = false;
+  /**
+   * The memory went back to the pool (and is being rewritten): anything that
+   * still points here is stale, and must not read it.
+   */
+  recycled = false;
 
   /** Wrap `bytes` as a slab nobody holds yet. */
   constructor(bytes: Uint8Array<ArrayBuffer>) {
@@ -147,6 +152,7 @@ export class ChunkWriter {
       slab.bytes.length === this.#slabSize && this.#pool.length < POOL_LIMIT
     ) {
       slab.pinned = true; // in the pool now: never recycled twice
+      slab.recycled = true;
       this.#pool.push(slab.bytes);
     }
   }

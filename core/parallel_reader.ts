@@ -4,9 +4,8 @@
  * second core while the main thread renders and sends.
  *
  * The main thread reads the input (a file, stdin, a request body) and hands
- * each chunk to the worker (the chunk's buffer is transferred when the chunk
- * owns all of it, so such a chunk is detached afterwards; otherwise it is
- * copied). The worker runs the unchanged `RecipientReader` on the same
+ * a copy of each chunk to the worker (the copy's buffer is transferred; the
+ * caller's chunk is left as it was, so a `tee()`d input keeps its data). The worker runs the unchanged `RecipientReader` on the same
  * chunks and posts each batch back in the compact form of `row_codec.ts`;
  * the main thread rebuilds it when the consumer asks for it. The batches are
  * exactly those the in-thread reader yields: same items, same order, equal
@@ -485,15 +484,9 @@ class WorkerRows implements AsyncIterator<RowItem[]> {
       this.#post({ t: "chunk", bytes: chunk });
       return;
     }
-    const buffer = chunk.buffer;
-    if (
-      buffer instanceof ArrayBuffer && !buffer.resizable && chunk.byteOffset === 0 &&
-      chunk.byteLength === buffer.byteLength
-    ) {
-      this.#post({ t: "chunk", bytes: chunk }, [buffer]);
-      return;
-    }
-    const copy = new Uint8Array(buffer, chunk.byteOffset, chunk.byteLength).slice();
+    // Always a copy: the caller may still hold the chunk (a tee()'d stream shares its chunks
+    // between both branches), and a transferred buffer would be emptied under it.
+    const copy = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength).slice();
     this.#post({ t: "chunk", bytes: copy }, [copy.buffer]);
   }
 }

@@ -628,6 +628,21 @@ Deno.test("ParallelRecipientReader reads 200k rows with duplicates end to end", 
   assertNoWorkerLeft();
 });
 
+Deno.test("ParallelRecipientReader leaves the caller's chunks intact (a tee()d input keeps its data)", async () => {
+  const bytes = bytesOf("email,name\n" + "a@example.com,A\n".repeat(5000));
+  const chunks = split(bytes, 4096);
+  const [mine, other] = ReadableStream.from(chunks).tee();
+  const reader = new ParallelRecipientReader(mine);
+  let rows = 0;
+  for await (const batch of reader) rows += batch.length;
+  assert.equal(rows, 5000);
+  let kept = 0;
+  for await (const c of other) kept += c.length;
+  assert.equal(kept, bytes.length, "the other branch got every byte");
+  assert.ok(chunks.every((c) => c.length > 0), "no chunk was emptied");
+  assertNoWorkerLeft();
+});
+
 // ---------------------------------------------------------------------------
 
 Deno.test("createRecipientReader() picks the worker by the parallel option and the size hint", async (t) => {

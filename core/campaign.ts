@@ -96,7 +96,8 @@ export interface CampaignOptions {
     address: string,
   ) => void;
   /**
-   * Called with each message rendered (the first one serves `--preview`). Return false to stop.
+   * Called with each message rendered (the first one serves `--preview`). Return false to take
+   * no more rows; the message it was called with is still sent unless `dryRun` is set.
    * Read what you need before returning, or keep a `detachMessage` copy: once sent, a
    * message's memory may be reused (see `Transport.releasesMessages`).
    */

@@ -16,6 +16,13 @@
  */
 
 /** How reading the body ended (`reading` while it goes on). */
+/**
+ * A body that arrived faster than it is consumed is read from a buffer, and
+ * such reads never give the event loop a turn: the transport's answers would
+ * wait while rows are rendered. Every this many bytes, the reader lets it run.
+ */
+const YIELD_BYTES = 1 << 20;
+
 export type IntakeState =
   | "reading"
   | "complete" // the whole body arrived
@@ -101,6 +108,7 @@ export class BodyIntake {
     this.#reader = reader;
     const max = this.#o.maxBytes;
     const idle = this.#o.idleTimeoutMs;
+    let yieldedAt = 0;
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -130,6 +138,10 @@ export class BodyIntake {
         return;
       }
       this.#bytes += result.value.length;
+      if (this.#bytes - yieldedAt >= YIELD_BYTES) {
+        yieldedAt = this.#bytes;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
       if (this.#bytes > max) {
         this.#end("too_large");
         this.#cancel();

@@ -197,3 +197,23 @@ Deno.test("BodyIntake gives up on a client that sends nothing for idleTimeoutMs"
   await assert.rejects(pending, BodyCutOffError);
   assert.throws(() => new BodyIntake(null, { maxBytes: 1, idleTimeoutMs: 0 }), RangeError);
 });
+
+Deno.test("BodyIntake lets timers run while it reads a body that arrived faster than it is read", async () => {
+  // All 8 MiB are queued already, so every read resolves at once (a microtask): without a
+  // pause now and then, a timer (the transport's answers) would wait until the body ended.
+  const piece = new Uint8Array(64 * 1024);
+  const source = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < 128; i++) c.enqueue(piece.slice());
+      c.close();
+    },
+  });
+  const intake = new BodyIntake(source, { maxBytes: 1 << 30 });
+  let fired = false;
+  const timer = setTimeout(() => fired = true, 0);
+  let readBeforeTimer = 0;
+  for await (const chunk of intake.chunks()) if (!fired) readBeforeTimer += chunk.length;
+  clearTimeout(timer);
+  assert.ok(fired);
+  assert.ok(readBeforeTimer < 4 << 20, `${readBeforeTimer} bytes read before a timer could run`);
+});

@@ -664,7 +664,6 @@ class Engine {
     const now = this.#clock.now();
     let throttledNow = false;
     for (let i = 0; i < count; i++) {
-      const msg = msgs !== undefined ? msgs[i] : packed!.message(i);
       const r = results[i];
       const attempts = flight.retried?.attempts[i] ?? 1;
       if (r.status === "sent") {
@@ -672,10 +671,26 @@ class Engine {
         this.#consecutiveErrors = 0;
         this.#transientShare *= 0.9;
         if (this.#transientShare < THROTTLE_SHARE) this.#gateLevel = 0;
+        if (msgs === undefined) {
+          // The common case of a big run: straight from the pack, no message object rebuilt.
+          this.#outcome(
+            packed!.line(i),
+            packed!.to(i),
+            "sent",
+            "",
+            r.response ?? "",
+            attempts,
+            r.id,
+          );
+          this.#composer.releasePacked(packed!, i);
+          continue;
+        }
+        const msg = msgs[i];
         this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
         if (this.#releases) this.#composer.release(msg);
         continue;
       }
+      const msg = msgs !== undefined ? msgs[i] : packed!.message(i);
       const firstAt = flight.retried?.firstAt[i] ?? flight.at;
       if (this.#errorBudgetSpent) {
         // The error budget already paused the run: what still comes back failing is most

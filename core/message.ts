@@ -780,6 +780,16 @@ export class MessageComposer {
     const slab = RenderedMessage.release(message);
     if (slab !== undefined) this.#writer.release(slab);
   }
+
+  /**
+   * {@link release} for message `i` of `packed` without taking it out first.
+   * Call it at most once per message, and never for one taken out with
+   * {@link PackedMessages.message} (release that one instead).
+   */
+  releasePacked(packed: PackedMessages, i: number): void {
+    const slab = packed.slab(i);
+    if (slab !== undefined) this.#writer.release(slab);
+  }
 }
 
 // Writers into a buffer with room reserved; each returns the end offset.
@@ -1319,6 +1329,12 @@ export class PackedMessages {
   to(i: number): string {
     const o = i * PACKED_INTS + 5;
     return this.toText.slice(i === 0 ? 0 : this.ints[o - PACKED_INTS], this.ints[o]);
+  }
+
+  /** @internal The slab message `i` holds bytes in, if any. */
+  slab(i: number): Slab | undefined {
+    const ref = (this.ints[i * PACKED_INTS + 4] >>> 2) << 1;
+    return this.refs[ref + 1] as Slab | undefined;
   }
 
   /**

@@ -40,6 +40,10 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     return await dispatch(args, io);
   } catch (error) {
     const e = toCliError(error);
+    if (args.includes("--json") && !e.inJson) {
+      // A script that asked for JSON gets it for every failure, usage errors included.
+      io.stdout(JSON.stringify({ exitCode: e.code, error: e.message }) + "\n");
+    }
     io.stderr(`mass-mailer: ${e.message}\n`);
     if (io.env("MASS_MAILER_DEBUG") && e.cause instanceof Error) io.stderr(`${e.cause.stack}\n`);
     return e.code;

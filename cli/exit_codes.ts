@@ -24,6 +24,8 @@ export const EXIT = {
 export class CliError extends Error {
   /** The exit code to use. */
   readonly code: number;
+  /** Set once the command has printed its `--json` object (which carries this error). */
+  inJson = false;
   /** Make an error that ends the command with `code`. */
   constructor(message: string, code: number, options?: ErrorOptions) {
     super(message, options);

@@ -67,6 +67,12 @@ export async function loadTemplate(flags: MessageFlags): Promise<MessageTemplate
   }
   const fromConfig = (path: string | undefined) =>
     path === undefined ? undefined : readText(path.startsWith("/") ? path : `${base}/${path}`);
+  if (flags.text !== undefined && flags["text-file"] !== undefined) {
+    throw new CliError(
+      "Give the text body once: --text or --text-file, not both",
+      EXIT.USAGE,
+    );
+  }
   let text = flags.text;
   if (flags["text-file"] !== undefined) text = await readText(flags["text-file"]);
   if (text === undefined) text = config.text ?? await fromConfig(config.textFile);

@@ -298,6 +298,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     const why = failure?.message ?? ledger?.error?.message;
     if (why !== undefined) json.error = why;
     io.stdout(JSON.stringify(json) + "\n");
+    if (failure !== undefined) failure.inJson = true;
   }
   io.stderr(summaryText(summary, ctx) + "\n");
   if (ledger !== undefined && all !== undefined && ledger.resumed) {

@@ -136,6 +136,7 @@ Deno.test("mass-mailer send fails loudly on a wrong delimiter and works with --d
   const bad = await send(csv, ["--subject", "Hi", "--text", "Hi"]);
   assert.equal(bad.code, 3);
   assert.equal(bad.summary.exitCode, 3, "--json carries the exit code");
+  assert.equal(bad.stdout.trim().split("\n").length, 1, "one JSON object, not two");
   assert.match(String(bad.summary.error), /0 valid addresses/);
   assert.match(bad.stderr, /0 valid addresses in column 1 of 2 rows/);
   assert.equal(bad.delivered.length, 0);
@@ -226,6 +227,11 @@ Deno.test("mass-mailer send explains usage errors in one line", async (t) => {
     ["bad flag", ["send", "x.csv", ...FAKE, ...MESSAGE, "--bogus"], /bogus/],
     ["bad number", ["send", "x.csv", ...FAKE, ...MESSAGE, "--concurrency", "lots"], /concurrency/],
     ["unknown command", ["sned"], /Unknown command/],
+    [
+      "--text and --text-file",
+      ["send", "x.csv", ...FAKE, ...MESSAGE, "--text-file", "body.txt"],
+      /--text or --text-file, not both/,
+    ],
   ];
   for (const [name, args, pattern] of cases) {
     await t.step(name, async () => {
@@ -233,6 +239,26 @@ Deno.test("mass-mailer send explains usage errors in one line", async (t) => {
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, pattern);
       assertNoStack(r.stderr);
+    });
+  }
+});
+
+Deno.test("mass-mailer send --json prints one JSON object for usage errors too", async (t) => {
+  const cases: [string, string[], number][] = [
+    ["no transport", ["send", "x.csv", ...MESSAGE, "--json"], 2],
+    ["bad flag", ["send", "x.csv", ...FAKE, ...MESSAGE, "--json", "--bogus"], 2],
+    ["missing file", ["send", "/nonexistent/x.csv", ...FAKE, ...MESSAGE, "--json"], 3],
+  ];
+  for (const [name, args, code] of cases) {
+    await t.step(name, async () => {
+      const r = await runCli(args);
+      assert.equal(r.code, code, r.stderr);
+      const lines = r.stdout.trim().split("\n");
+      assert.equal(lines.length, 1, r.stdout);
+      const json = JSON.parse(lines[0]);
+      assert.equal(json.exitCode, code);
+      assert.equal(typeof json.error, "string");
+      assert.ok(r.stderr.includes(json.error), "the same message on stderr");
     });
   }
 });

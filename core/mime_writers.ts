@@ -71,7 +71,10 @@ export class Slab {
   }
 }
 
-/** Free slabs kept for reuse at most (64 MiB at the default slab size; a run's in-flight messages can fill that many, and completions come in bursts). */
+/**
+ * Free slabs kept for reuse at most: 64 MiB at the default slab size. A run's
+ * in-flight messages can fill that many, and answers come back in bursts.
+ */
 const POOL_LIMIT = 256;
 
 /**
@@ -85,8 +88,8 @@ const POOL_LIMIT = 256;
  * Slabs are reused only when their holders say so: a caller that keeps
  * offsets (see {@link cut}) counts itself in {@link current}`.holders` and
  * calls {@link release} when done; a slab whose holders all left after the
- * writer moved on goes back to a small pool instead of to the garbage
- * collector. A slab that ever handed out a view ({@link finish}) is never
+ * writer moved on goes back to a pool (up to 256 slabs) instead of to the
+ * garbage collector. A slab that ever handed out a view ({@link finish}) is never
  * reused. Without releases, slabs are simply freed by the garbage collector
  * once nothing refers to them.
  */

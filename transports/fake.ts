@@ -46,6 +46,14 @@ interface Bucket {
 /** The one answer for an accepted message (the fake has no queue ids). */
 const SENT: SendResult = Object.freeze({ status: "sent" });
 
+/** Frozen arrays of n SENT answers, made once per batch size. */
+const ALL_SENT: (readonly SendResult[])[] = [];
+
+/** An array of `n` SENT answers, shared (frozen: the engine only reads answers). */
+function allSentOf(n: number): SendResult[] {
+  return (ALL_SENT[n] ??= Object.freeze(new Array<SendResult>(n).fill(SENT))) as SendResult[];
+}
+
 /** 32-bit mix (a murmur3 finaliser) used to draw deterministic failures. */
 function mix(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
@@ -173,15 +181,19 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
       }
       // Everything the answer needs is taken now, so the batch is not kept while it waits
       // (hundreds of thousands of messages wait at once at the default window).
-      const results = new Array<SendResult>(batch.length);
+      let results = new Array<SendResult>(batch.length);
       let text = "";
+      let allSent = true;
       for (let i = 0; i < batch.length; i++) {
         const m = batch[i];
         const r = results[i] = outcome(m);
+        if (r !== SENT) allSent = false;
         if (logPath !== undefined && r.status === "sent") {
           text += `${m.line},${m.to},${m.messageId}\n`;
         }
       }
+      // The usual answer, "all sent", is one shared array per size: nothing per batch waits.
+      if (allSent) results = allSentOf(batch.length);
       return wait(opts.signal).then(() => {
         if (text !== "") Deno.writeTextFileSync(logPath!, text, { append: true });
         return results;

@@ -288,6 +288,8 @@ class Engine {
   #previewStop = false;
   /** A rendered message waiting for the rate limit (see #hold). */
   #held: Outgoing | undefined;
+  /** Wall-clock time for the Date header of the batch being rendered. */
+  #wallNow = Date.now();
 
   constructor(options: CampaignOptions) {
     this.#o = options;
@@ -387,7 +389,12 @@ class Engine {
       }
       columns = Array.from({ length: width }, (_, i) => String(i + 1));
     }
-    this.#composer = new MessageComposer(this.#o.template, columns, this.#o.compose);
+    // The Date header's clock: read once per batch, not once per row (a clock read costs
+    // ~50 ns here, 5% of a row's rendering), unless the caller brings its own.
+    const compose = this.#o.compose?.now !== undefined
+      ? this.#o.compose
+      : { ...this.#o.compose, now: () => this.#wallNow };
+    this.#composer = new MessageComposer(this.#o.template, columns, compose);
     await this.#o.onStart?.({
       columns: reader.columns,
       hasHeader: reader.hasHeader,
@@ -472,6 +479,7 @@ class Engine {
         }
       }
       const now = this.#clock.now();
+      this.#wallNow = Date.now();
       const batch: Outgoing[] = [];
       let retried: { attempts: number[]; firstAt: number[] } | undefined;
       // Retries that are due go first.
@@ -522,6 +530,7 @@ class Engine {
 
   /** While the rate limit says wait: take rows until one needs sending, and keep its message. */
   #hold(): void {
+    this.#wallNow = Date.now();
     while (this.#held === undefined && !this.#previewStop) {
       const item = this.#nextItem();
       if (item === undefined) return;

@@ -205,6 +205,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     }
   });
 
+  const hooks = ledger?.hooks(systemClock);
   let preview: Outgoing | undefined;
   let summary: CampaignSummary;
   let progress: { stop(): void } | undefined;
@@ -223,7 +224,12 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       dryRun,
       signal: graceful.signal,
       abortSignal: hard.signal,
-      ...ledger?.hooks(systemClock),
+      ...hooks,
+      onStart: async (info) => {
+        const twice = duplicateColumns(info.columns);
+        if (twice !== undefined) io.stderr(`mass-mailer: warning: ${twice}\n`);
+        await hooks?.onStart(info);
+      },
       onRendered: flags.preview
         ? (m) => {
           preview = m;
@@ -615,4 +621,23 @@ export function toCliError(error: unknown): CliError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new CliError(`Unexpected error: ${message}`, EXIT.TRANSPORT, { cause: error });
+}
+
+/**
+ * A warning for a header name that appears twice, or undefined: a merge field
+ * then takes the first of the two, which may not be what was meant.
+ */
+export function duplicateColumns(columns: readonly string[]): string | undefined {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < columns.length; i++) {
+    const name = columns[i];
+    if (name === "") continue;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      return `columns ${first + 1} and ${i + 1} are both named "${name}"; ` +
+        `{{${name}}} takes column ${first + 1} (use {{${i + 1}}} for the other)`;
+    }
+    seen.set(name, i);
+  }
+  return undefined;
 }

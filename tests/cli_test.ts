@@ -460,3 +460,19 @@ Deno.test("mass-mailer send: a header-only first run leaves no report, so the fi
     await Deno.remove(`${file}.report.csv`).catch(() => {});
   }
 });
+
+Deno.test("mass-mailer send warns when two header columns have the same name", async (t) => {
+  await t.step("the same name twice: a warning naming both columns", async () => {
+    const r = await send("email,name,city,name\na@example.com,Ann,X,Other\n");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: columns 2 and 4 are both named "name"; \{\{name\}\} takes column 2/,
+    );
+    assert.equal(r.delivered.length, 1);
+  });
+  await t.step("distinct names: no warning", async () => {
+    const r = await send("email,name,city\na@example.com,Ann,X\n");
+    assert.doesNotMatch(r.stderr, /warning/);
+  });
+});

@@ -12,8 +12,9 @@
  *   the start of each second (no 2x burst at window edges). The burst
  *   tolerance is half an interval (`T / 2`): a caller that wakes up a little
  *   late keeps its slot, so timer jitter does not lower the rate, yet no two
- *   single sends come closer than `T / 2` and any window of `perMs` sees at
- *   most `count + 1` sends. A request for `n` sends at once (a batch) is one
+ *   single sends come closer than `T / 2`. A rolling cap of the same window
+ *   (below) runs beside it, so any window of `perMs` still sees at most
+ *   `count` sends. A request for `n` sends at once (a batch) is one
  *   burst: its tolerance is raised to `(n - 1) * T` for that request, so it is
  *   allowed once the schedule has caught up with now, and it books `n`
  *   intervals; the average rate stays exact. A request for more than `count`
@@ -315,13 +316,17 @@ export class RateLimiter {
       throw new TypeError("RateLimiter: opts.now must be a function returning milliseconds");
     }
     this.windows = Object.freeze([...windows]);
-    this.#limits = windows.map((w) =>
-      w.perMs >= ROLLING_CAP_FROM_MS ? new RollingLimit(w) : new PacedLimit(w)
+    // A paced window is also a rolling cap of its own size: the pacing's jitter tolerance
+    // could otherwise let count + 1 sends into one window, and "60/min" means at most 60.
+    this.#limits = windows.flatMap((w) =>
+      w.perMs >= ROLLING_CAP_FROM_MS
+        ? [new RollingLimit(w)]
+        : [new PacedLimit(w), new RollingLimit(w)]
     );
     this.#clock = opts.now ?? Date.now;
   }
 
-  /** Number of log entries held across all windows (1 per paced window); for tests and metrics. */
+  /** Number of log entries held across all windows (pacing holds 1; caps up to their count); for tests and metrics. */
   get entries(): number {
     let n = 0;
     for (const limit of this.#limits) n += limit.entries;

@@ -52,6 +52,24 @@ export interface CsvRecord {
   error?: string;
 }
 
+/**
+ * A record as the parser makes it. A class, not an object literal: V8 may decide
+ * from a few samples that every object of a literal survives and allocate them
+ * all in the old generation from then on ("pretenuring"), where, dead or not,
+ * they keep the young strings they point to (the whole CSV text) alive until
+ * the next full collection. Class instances and arrays copied by `slice` are
+ * never pretenured that way.
+ */
+class Record implements CsvRecord {
+  line: number;
+  fields: string[];
+  error?: string;
+  constructor(line: number, fields: string[]) {
+    this.line = line;
+    this.fields = fields;
+  }
+}
+
 const LF = 10;
 const CR = 13;
 const QUOTE = 34;
@@ -102,7 +120,7 @@ export class CsvParser {
   readonly #delimiterCode: number;
   #state = RECORD_START;
   /** Fields of the current record completed so far. */
-  #fields: string[] = [];
+  readonly #fields: string[] = [];
   /** Text of the current field carried over from earlier chunks or before a `""`. */
   #buf = "";
   /** The current line (1-based). */
@@ -116,8 +134,10 @@ export class CsvParser {
   #lastCR = false;
   #started = false;
   #finished = false;
-  /** Field count of the last fast-path record: the size to allocate for the next. */
-  #width = 1;
+  /** The fields of the record being read on the fast path (copied out with `slice`). */
+  readonly #scratch: string[] = [];
+  /** The records of the chunk being read (copied out with `slice`, see {@link Record}). */
+  readonly #out: CsvRecord[] = [];
 
   /** Create a parser; throws `RangeError` for a bad delimiter. */
   constructor(opts?: CsvOptions) {
@@ -128,18 +148,21 @@ export class CsvParser {
   /** Feed the next piece of text; returns the records it completed (maybe none). */
   push(text: string): CsvRecord[] {
     if (this.#finished) throw new TypeError("CsvParser.push() called after finish()");
-    const out: CsvRecord[] = [];
-    if (text.length === 0) return out;
+    if (text.length === 0) return [];
     if (!this.#started) {
       this.#started = true;
       if (text.charCodeAt(0) === BOM) {
         text = text.slice(1);
-        if (text.length === 0) return out;
+        if (text.length === 0) return [];
       }
     }
+    const out = this.#out;
     this.#scan(text, out);
     this.#lastCR = text.charCodeAt(text.length - 1) === CR;
-    return out;
+    const records = out.slice();
+    out.length = 0;
+    this.#scratch.length = 0; // not to keep the last record's text alive
+    return records;
   }
 
   /**
@@ -168,13 +191,13 @@ export class CsvParser {
 
   /** Close the current record and append it to `out`. */
   #emit(out: CsvRecord[]): void {
-    const record: CsvRecord = { line: this.#recordLine, fields: this.#fields };
+    const record = new Record(this.#recordLine, this.#fields.slice());
     if (this.#error !== undefined) {
       record.error = this.#error;
       this.#error = undefined;
     }
     out.push(record);
-    this.#fields = [];
+    this.#fields.length = 0;
     this.#state = RECORD_START;
   }
 
@@ -218,8 +241,7 @@ export class CsvParser {
         const end = nextLF < nextCR ? nextLF : nextCR;
         if (end < len && nextQuote > end) {
           // A complete line without quotes: one record, fields sliced between delimiters.
-          // Sized like the previous record, so the array is allocated once at its size.
-          const fields: string[] = new Array(this.#width);
+          const fields = this.#scratch;
           let k = 0;
           for (;;) {
             if (nextDelimiter < pos) {
@@ -231,11 +253,8 @@ export class CsvParser {
             pos = nextDelimiter + 1;
           }
           fields[k++] = s.slice(pos, end);
-          if (k !== this.#width) {
-            fields.length = k;
-            this.#width = k;
-          }
-          out.push({ line: this.#line, fields });
+          fields.length = k;
+          out.push(new Record(this.#line, fields.slice()));
           this.#line++;
           pos = end + 1;
           if (end === nextCR && pos < len && s.charCodeAt(pos) === LF) pos++;

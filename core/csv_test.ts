@@ -76,7 +76,7 @@ Deno.test("readCsvRecords() drops a UTF-8 BOM (CSV-1)", async () => {
 Deno.test("CsvParser drops a BOM only at the very start of the text", () => {
   const parser = new CsvParser();
   assert.deepEqual(parser.push(""), []);
-  assert.deepEqual(parser.push("\uFEFFa\n\uFEFFb\n"), [
+  assert.deepEqual(plain(parser.push("\uFEFFa\n\uFEFFb\n")), [
     { line: 1, fields: ["a"] },
     { line: 2, fields: ["\uFEFFb"] },
   ]);

@@ -14,11 +14,13 @@ import { MinHeap } from "./heap.ts";
 import { type ComposeOptions, MessageComposer, type PackedMessages } from "./message.ts";
 import { RateLimiter, type RateWindow } from "./rate.ts";
 import { createRecipientReader, type ReaderChoiceOptions } from "./parallel_reader.ts";
+import { RecipientPack } from "./recipient_pack.ts";
 import type { RowItem } from "./recipients.ts";
 import type { MessageTemplate } from "./template.ts";
 import {
   detachMessage,
   type Outgoing,
+  type Recipient,
   type RetryResult,
   type RowOutcome,
   type RowStatus,
@@ -188,20 +190,47 @@ interface RetryEntry {
   readonly firstAt: number;
 }
 
+/**
+ * NO_LITERALS: objects and arrays that point at row data (batches, flights, CSV
+ * records) are made with `new` or copied with `slice`, never with a literal. V8
+ * may decide from a few samples that every object of a literal lives long and
+ * allocate them all in the old generation from then on ("pretenuring"); there,
+ * dead or not, they keep the young rows they point to alive until the next full
+ * collection, and a 1M-row run then peaks ~50 MB higher. Class instances and
+ * `slice` copies are never pretenured that way.
+ */
+
 /** Batches at least this big are kept packed while they wait (see `#dispatch`). */
 const PACK_MIN = 16;
 
-interface Flight {
+/**
+ * A batch on its way (see NO_LITERALS for why a class). `msgs` is undefined once the
+ * batch is kept packed, as messages (`packed`) or as recipients (`recips`).
+ */
+class Flight {
   /** The batch as sent; undefined once it is kept packed while it waits. */
   msgs: Outgoing[] | undefined;
   /** The batch, packed (see `MessageComposer.pack`) while it waits. */
-  packed?: PackedMessages;
+  packed: PackedMessages | undefined = undefined;
+  /** The batch's recipients, when the transport consumed the messages (see `#dispatch`). */
+  recips: RecipientPack | undefined = undefined;
   /** How many messages. */
   readonly count: number;
   /** When the batch went out; also the first attempt of every fresh message in it. */
   readonly at: number;
   /** Per message: attempt number and first-attempt time; absent when all are first tries. */
-  readonly retried?: { attempts: number[]; firstAt: number[] };
+  readonly retried: { attempts: number[]; firstAt: number[] } | undefined;
+
+  constructor(
+    msgs: Outgoing[],
+    at: number,
+    retried: { attempts: number[]; firstAt: number[] } | undefined,
+  ) {
+    this.msgs = msgs;
+    this.count = msgs.length;
+    this.at = at;
+    this.retried = retried;
+  }
 }
 
 /** Run a campaign to its end. Shorthand for `startCampaign(options).done`. */
@@ -250,6 +279,14 @@ class Engine {
   readonly #transport: Transport;
   /** Whether the transport lets go of a message once it is sent or failed (reuse its memory). */
   readonly #releases: boolean;
+  /** Whether the transport is done with a message when `send` returns (see `Transport.consumesOnSend`). */
+  readonly #consumes: boolean;
+  /** 0-based address column, known once reading started. */
+  #addressColumn = 0;
+  readonly #batchScratch: Outgoing[] = [];
+  readonly #recipScratch: Recipient[] = [];
+  /** The recipient of the message `#admit` last returned. */
+  #admitted: Recipient | undefined;
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #window: number;
@@ -288,13 +325,16 @@ class Engine {
   #previewStop = false;
   /** A rendered message waiting for the rate limit (see #hold). */
   #held: Outgoing | undefined;
+  /** The recipient of `#held`. */
+  #heldRecipient: Recipient | undefined;
   /** Wall-clock time for the Date header of the batch being rendered. */
   #wallNow = Date.now();
 
   constructor(options: CampaignOptions) {
     this.#o = options;
     this.#transport = options.transport;
-    this.#releases = options.transport.releasesMessages === true;
+    this.#consumes = options.transport.consumesOnSend === true;
+    this.#releases = options.transport.releasesMessages === true || this.#consumes;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#window = positiveInt(
@@ -395,6 +435,7 @@ class Engine {
       ? this.#o.compose
       : { ...this.#o.compose, now: () => this.#wallNow };
     this.#composer = new MessageComposer(this.#o.template, columns, compose);
+    this.#addressColumn = reader.addressColumn;
     await this.#o.onStart?.({
       columns: reader.columns,
       hasHeader: reader.hasHeader,
@@ -480,13 +521,20 @@ class Engine {
       }
       const now = this.#clock.now();
       this.#wallNow = Date.now();
-      const batch: Outgoing[] = [];
+      // Built in scratch arrays and copied out with `slice` (see NO_LITERALS).
+      const batch = this.#batchScratch;
+      batch.length = 0;
+      // The recipients of a batch of fresh messages, kept instead of the messages
+      // while they wait when the transport consumes them (see #dispatch).
+      let recips: Recipient[] | undefined = this.#consumes ? this.#recipScratch : undefined;
+      this.#recipScratch.length = 0;
       let retried: { attempts: number[]; firstAt: number[] } | undefined;
       // Retries that are due go first.
       while (batch.length < take && (this.#retries.peekKey() ?? Infinity) <= now) {
         const entry = this.#retries.pop()!;
         stats.retrying--;
         batch.push(entry.msg);
+        recips = undefined;
         retried ??= { attempts: [], firstAt: [] };
         retried.attempts.push(entry.attempts + 1);
         retried.firstAt.push(entry.firstAt);
@@ -496,7 +544,9 @@ class Engine {
       const fresh = this.#window - stats.inFlight - this.#retries.size;
       if (this.#held !== undefined && batch.length < take) {
         batch.push(this.#held);
+        recips?.push(this.#heldRecipient!);
         this.#held = undefined;
+        this.#heldRecipient = undefined;
         if (retried !== undefined) {
           retried.attempts.push(1);
           retried.firstAt.push(now);
@@ -508,6 +558,8 @@ class Engine {
         const msg = this.#admit(item);
         if (msg !== undefined) {
           batch.push(msg);
+          recips?.push(this.#admitted!);
+          this.#admitted = undefined;
           if (retried !== undefined) {
             retried.attempts.push(1);
             retried.firstAt.push(now);
@@ -520,11 +572,10 @@ class Engine {
         return due === undefined ? Infinity : Math.max(0, due - now);
       }
       this.#limiter?.tryTake(batch.length);
-      this.#dispatch(
-        retried === undefined
-          ? { msgs: batch, count: batch.length, at: now }
-          : { msgs: batch, count: batch.length, at: now, retried },
-      );
+      const msgs = batch.slice();
+      batch.length = 0;
+      this.#dispatch(new Flight(msgs, now, retried), recips);
+      this.#recipScratch.length = 0;
     }
   }
 
@@ -535,6 +586,7 @@ class Engine {
       const item = this.#nextItem();
       if (item === undefined) return;
       this.#held = this.#admit(item);
+      this.#heldRecipient = this.#held === undefined ? undefined : this.#admitted;
     }
   }
 
@@ -616,10 +668,11 @@ class Engine {
     stats.rendered++;
     if (this.#o.onRendered?.(msg) === false) this.#previewStop = true;
     if (this.#o.dryRun) return undefined;
+    this.#admitted = r;
     return msg;
   }
 
-  #dispatch(flight: Flight): void {
+  #dispatch(flight: Flight, recips: Recipient[] | undefined): void {
     const stats = this.stats;
     const msgs = flight.msgs!;
     const n = msgs.length;
@@ -632,7 +685,21 @@ class Engine {
     } catch (error) {
       promise = Promise.reject(error);
     }
-    if (this.#releases && n >= PACK_MIN) {
+    if (recips !== undefined && recips.length === n) {
+      // The transport is done with the messages: keep their recipients (a few bytes
+      // each), let the bytes be reused now, and render again the rare one to retry.
+      let pack: RecipientPack | undefined;
+      try {
+        pack = RecipientPack.pack(recips, this.#addressColumn);
+      } catch {
+        pack = undefined; // a line too large to pack: keep the messages
+      }
+      if (pack !== undefined) {
+        for (let i = 0; i < n; i++) this.#composer.release(msgs[i]);
+        flight.recips = pack;
+        flight.msgs = undefined;
+      }
+    } else if (this.#releases && n >= PACK_MIN) {
       // A transport that batches may have a great many messages waiting at once:
       // keep them as a few arrays, not one object each (see PackedMessages).
       const packed = this.#composer.pack(msgs);
@@ -661,7 +728,7 @@ class Engine {
 
   #complete(flight: Flight, results: SendResult[]): void {
     const stats = this.stats;
-    const { msgs, packed, count } = flight;
+    const { msgs, packed, recips, count } = flight;
     if (results.length !== count) {
       this.#crash(
         flight,
@@ -675,43 +742,38 @@ class Engine {
     for (let i = 0; i < count; i++) {
       const r = results[i];
       const attempts = flight.retried?.attempts[i] ?? 1;
+      // The common case of a big run reads straight from the pack: no message object rebuilt.
+      const line = recips !== undefined
+        ? recips.line(i)
+        : msgs !== undefined
+        ? msgs[i].line
+        : packed!.line(i);
+      const to = recips !== undefined
+        ? recips.address(i)
+        : msgs !== undefined
+        ? msgs[i].to
+        : packed!.to(i);
       if (r.status === "sent") {
         stats.sent++;
         this.#consecutiveErrors = 0;
         this.#transientShare *= 0.9;
         if (this.#transientShare < THROTTLE_SHARE) this.#gateLevel = 0;
-        if (msgs === undefined) {
-          // The common case of a big run: straight from the pack, no message object rebuilt.
-          this.#outcome(
-            packed!.line(i),
-            packed!.to(i),
-            "sent",
-            "",
-            r.response ?? "",
-            attempts,
-            r.id,
-          );
-          this.#composer.releasePacked(packed!, i);
-          continue;
-        }
-        const msg = msgs[i];
-        this.#outcome(msg.line, msg.to, "sent", "", r.response ?? "", attempts, r.id);
-        if (this.#releases) this.#composer.release(msg);
+        this.#outcome(line, to, "sent", "", r.response ?? "", attempts, r.id);
+        this.#letGo(flight, i);
         continue;
       }
-      const msg = msgs !== undefined ? msgs[i] : packed!.message(i);
       const firstAt = flight.retried?.firstAt[i] ?? flight.at;
       if (this.#errorBudgetSpent) {
         // The error budget already paused the run: what still comes back failing is most
         // likely the same systemic fault, so it stays pending for the resume, not failed.
-        this.#defer(msg, attempts - 1, firstAt, now);
+        this.#schedule(flight, i, attempts - 1, firstAt, now);
         continue;
       }
       this.#consecutiveErrors++;
       if (r.status === "failed") {
         stats.failed++;
-        this.#outcome(msg.line, msg.to, "failed", r.code, r.reason, attempts);
-        if (this.#releases) this.#composer.release(msg);
+        this.#outcome(line, to, "failed", r.code, r.reason, attempts);
+        this.#letGo(flight, i);
         this.#checkErrorBudget();
         continue;
       }
@@ -720,7 +782,7 @@ class Engine {
         // Out of quota: not this message's fault. Leave it for a later resume, never fail it.
         this.#pauseReason ??= `The ${this.#transport.name} sender is out of quota (${r.reason}); ` +
           `the remaining rows are left for later: run the same command again to resume`;
-        this.#defer(msg, attempts - 1, firstAt, now + (r.retryAfterMs ?? 0));
+        this.#schedule(flight, i, attempts - 1, firstAt, now + (r.retryAfterMs ?? 0));
         continue;
       }
       // Mostly "try later" answers mean the far end is throttling the whole run
@@ -737,13 +799,12 @@ class Engine {
           ? `after ${attempts} attempts`
           : `retries ran past ${this.#retryDeadline} ms`;
         const reason = `${r.reason} (${why})`;
-        this.#outcome(msg.line, msg.to, "failed", r.code, reason, attempts, undefined, true);
+        this.#outcome(line, to, "failed", r.code, reason, attempts, undefined, true);
         this.#checkErrorBudget();
         continue;
       }
-      this.#o.onRetry?.(msg.line, attempts, r, delay, msg.to);
-      stats.retrying++;
-      this.#retries.push(now + delay, { msg: detachMessage(msg), attempts, firstAt });
+      this.#o.onRetry?.(line, attempts, r, delay, to);
+      this.#schedule(flight, i, attempts, firstAt, now + delay);
       this.#checkErrorBudget();
     }
     if (throttledNow && now >= this.#gateUntil) {
@@ -756,10 +817,42 @@ class Engine {
     this.#wake();
   }
 
-  /** Keep a message for a later attempt or resume without counting it as a retry. */
-  #defer(msg: Outgoing, attempts: number, firstAt: number, due: number): void {
+  /** Queue message `i` of `flight` to be sent again at `due`; `attempts` made so far. */
+  #schedule(flight: Flight, i: number, attempts: number, firstAt: number, due: number): void {
+    let msg: Outgoing;
+    if (flight.recips !== undefined) {
+      // The transport consumed the bytes: render the message again (same Message-ID).
+      this.#wallNow = Date.now();
+      try {
+        msg = this.#composer.render(flight.recips.recipient(i));
+      } catch (error) {
+        // It rendered before, so this cannot happen; if it does, the row is not lost silently.
+        this.stats.failed++;
+        this.#outcome(
+          flight.recips.line(i),
+          flight.recips.address(i),
+          "failed",
+          "render",
+          errorMessage(error),
+          attempts,
+        );
+        return;
+      }
+      const copy = detachMessage(msg);
+      this.#composer.release(msg);
+      msg = copy;
+    } else {
+      msg = detachMessage(flight.msgs !== undefined ? flight.msgs[i] : flight.packed!.message(i));
+    }
     this.stats.retrying++;
-    this.#retries.push(due, { msg: detachMessage(msg), attempts, firstAt });
+    this.#retries.push(due, { msg, attempts, firstAt });
+  }
+
+  /** Message `i` of `flight` is sent or failed for good: let its memory be reused. */
+  #letGo(flight: Flight, i: number): void {
+    if (!this.#releases || flight.recips !== undefined) return;
+    if (flight.msgs !== undefined) this.#composer.release(flight.msgs[i]);
+    else this.#composer.releasePacked(flight.packed!, i);
   }
 
   #checkErrorBudget(): void {

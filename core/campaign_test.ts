@@ -631,3 +631,104 @@ Deno.test("runCampaign(): a releasing transport that reads a message after its a
   }
   assert.ok(threw > 0, "memory was reused, and reading it threw");
 });
+
+Deno.test("runCampaign() with a transport that consumes on send: memory reused while answers are awaited, retries rendered again", async (t) => {
+  const decoder = new TextDecoder();
+  /** A transport that copies every message inside send (as it promises) and answers later. */
+  function consumer(answer: (line: number, attempt: number) => SendResult, wait: Promise<void>) {
+    const attempts = new Map<number, number>();
+    const copies = new Map<number, { text: string; id: string }[]>();
+    const buffers = new Set<ArrayBufferLike>();
+    const transport: Transport = {
+      name: "consumer",
+      maxBatch: 100,
+      consumesOnSend: true,
+      send(batch) {
+        const results = batch.map((m) => {
+          for (const c of m.data) buffers.add(c.buffer);
+          const list = copies.get(m.line) ?? [];
+          list.push({ text: decoder.decode(joinChunks(m.data, m.size)), id: m.messageId });
+          copies.set(m.line, list);
+          const n = (attempts.get(m.line) ?? 0) + 1;
+          attempts.set(m.line, n);
+          return answer(m.line, n);
+        });
+        return wait.then(() => results);
+      },
+      close: () => Promise.resolve(),
+    };
+    return { transport, copies, buffers };
+  }
+
+  await t.step("20,000 messages in flight at once fit in a few slabs", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => release = r);
+    const { transport, copies, buffers } = consumer(() => sent(), gate);
+    const rows = 20_000;
+    const campaign = startCampaign({
+      input: stream(csv(rows), 64 * 1024),
+      template: TEMPLATE,
+      transport,
+      concurrency: rows,
+    });
+    while (campaign.stats.inFlight < rows) await new Promise((r) => setTimeout(r, 5));
+    release();
+    const summary = await campaign.done;
+    assert.equal(summary.sent, rows);
+    for (let i = 1; i <= rows; i++) {
+      const [{ text }] = copies.get(i + 1)!;
+      assert.ok(text.includes(`To: user${i}@example.com\r\n`), `line ${i + 1} has its own To`);
+      assert.ok(text.endsWith(`Hi Name ${i}\r\n`), `line ${i + 1} has its own body`);
+    }
+    // All 20k (~13 slabs of 256 KiB of bytes) were in flight together; kept as
+    // recipients, their bytes were reused as soon as each send returned.
+    const slabs = [...buffers].filter((b) => b.byteLength === 256 * 1024).length;
+    assert.ok(slabs <= 2, `${slabs} slabs`);
+  });
+
+  await t.step(
+    "a retried message is rendered again: the same bytes but for the Date, the same Message-ID",
+    async () => {
+      const clock = new ManualClock();
+      const outcomes: RowOutcome[] = [];
+      // Every third row is refused for now on its first attempt, and row 5 for good.
+      const { transport, copies } = consumer(
+        (line, attempt) =>
+          line === 5
+            ? { status: "failed", code: "5.1.1", reason: "no such user" }
+            : line % 3 === 0 && attempt === 1
+            ? { status: "retry", code: "4.2.0", reason: "busy" }
+            : sent(),
+        Promise.resolve(),
+      );
+      const campaign = startCampaign({
+        input: stream(csv(30, "nope,Bad\n")),
+        template: TEMPLATE,
+        transport,
+        clock,
+        random: () => 0,
+        onOutcome: (o) => outcomes.push(o),
+      });
+      await flush();
+      await clock.advance(1);
+      const summary = await campaign.done;
+      assert.equal(summary.sent, 29);
+      assert.equal(summary.failed, 1);
+      assert.equal(summary.invalid, 1);
+      assert.equal(outcomes.find((o) => o.line === 5)?.status, "failed");
+      assert.equal(outcomes.find((o) => o.line === 5)?.address, "user4@example.com");
+      const retried = [...copies].filter(([, list]) => list.length === 2);
+      assert.equal(retried.length, 10);
+      const noDate = (s: string) => s.replace(/^Date: .*\r\n/m, "");
+      for (const [line, [first, again]] of retried) {
+        assert.equal(again.id, first.id, `line ${line}: same Message-ID`);
+        assert.equal(noDate(again.text), noDate(first.text), `line ${line}: same message`);
+        assert.ok(again.text.includes(`To: user${line - 1}@example.com\r\n`));
+        const o = outcomes.find((o) => o.line === line)!;
+        assert.equal(o.status, "sent");
+        assert.equal(o.attempts, 2);
+        assert.equal(o.address, `user${line - 1}@example.com`);
+      }
+    },
+  );
+});

@@ -132,6 +132,16 @@ export interface Transport {
    * unsure: messages are then only freed by the garbage collector.
    */
   readonly releasesMessages?: boolean;
+  /**
+   * True when `send` reads all it needs of every message (its `data` included)
+   * before it returns, and never touches the messages again: an HTTP API that
+   * serialises the batch into a request body at once, or the fake transport.
+   * The engine then reuses the messages' memory as soon as `send` returns and
+   * keeps only the recipients while it waits; a message that has to be tried
+   * again is rendered again (the same Message-ID, a new Date). Implies
+   * `releasesMessages`.
+   */
+  readonly consumesOnSend?: boolean;
   /** Send a batch; one result per message, in order. */
   send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]>;
   /** Finish in-flight work and release connections, timers and files. */

@@ -159,6 +159,7 @@ export class ServerMetrics {
       limits: transport.limits,
       // What the engine may do with a sent message's memory is the wrapped transport's call.
       releasesMessages: transport.releasesMessages,
+      consumesOnSend: transport.consumesOnSend,
       send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
         const t0 = performance.now();
         const n = batch.length; // not the batch itself: it must not be kept while it waits

@@ -172,6 +172,9 @@ export function createFakeTransport(options: FakeTransportOptions = {}): Transpo
     maxBatch,
     defaultConcurrency: options.defaultConcurrency ?? 1_000_000,
     releasesMessages: true,
+    // Everything the answer needs is taken inside send (below): the engine may reuse the
+    // messages' memory as soon as it returns.
+    consumesOnSend: true,
     send(batch: readonly Outgoing[], opts: SendOptions): Promise<SendResult[]> {
       if (closed) return Promise.reject(new Error("Cannot send: the fake transport is closed"));
       if (batch.length > maxBatch) {

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { RecipientPack } from "./recipient_pack.ts";
+import type { Recipient } from "./types.ts";
+
+Deno.test("RecipientPack gives back every recipient as packed", async (t) => {
+  const recipients: Recipient[] = [
+    {
+      line: 2,
+      address: "ann@example.com",
+      values: ["ann@example.com", "Ann", "Paris"],
+      smtpUtf8: false,
+    },
+    // The envelope address differs from the cell (IDN domain in punycode): stored apart.
+    {
+      line: 3,
+      address: "bob@xn--bcher-kva.example",
+      values: ["bob@bücher.example", "Bob"],
+      smtpUtf8: false,
+    },
+    {
+      line: 5,
+      address: "jörg@example.com",
+      values: ["jörg@example.com", "", "Zürich 🏔"],
+      smtpUtf8: true,
+    },
+    // Fewer cells than the address column: the address is stored apart too.
+    { line: 0x7fffffff, address: "z@example.com", values: [], smtpUtf8: false },
+    { line: 9, address: "", values: ["", ""], smtpUtf8: false },
+  ];
+  const pack = RecipientPack.pack(recipients, 0);
+  assert.equal(pack.length, recipients.length);
+  for (let i = 0; i < recipients.length; i++) {
+    await t.step(`recipient ${i}`, () => {
+      assert.equal(pack.line(i), recipients[i].line);
+      assert.equal(pack.address(i), recipients[i].address);
+      assert.deepEqual(pack.recipient(i), recipients[i]);
+    });
+  }
+  await t.step("the address column need not be the first", () => {
+    const r: Recipient = {
+      line: 4,
+      address: "c@example.com",
+      values: ["C", "c@example.com"],
+      smtpUtf8: false,
+    };
+    const p = RecipientPack.pack([r, r], 1);
+    assert.deepEqual(p.recipient(1), r);
+    assert.equal(p.address(0), "c@example.com");
+  });
+  await t.step("an empty batch", () => assert.equal(RecipientPack.pack([], 0).length, 0));
+  await t.step("a line beyond 31 bits is refused, not wrapped", () => {
+    assert.throws(
+      () => RecipientPack.pack([{ ...recipients[0], line: 2 ** 31 }], 0),
+      RangeError,
+    );
+  });
+});
+
+Deno.test("RecipientPack reads back values that were slices of a larger text", () => {
+  const big = "x".repeat(100_000) + "ann@example.com,Ann";
+  const address = big.slice(100_000, 100_015);
+  const pack = RecipientPack.pack(
+    [{ line: 2, address, values: [address, big.slice(100_016)], smtpUtf8: false }],
+    0,
+  );
+  assert.deepEqual(pack.recipient(0).values, ["ann@example.com", "Ann"]);
+});

@@ -55,6 +55,7 @@ export class RecipientPack {
     let pieces = 0;
     for (let i = 0; i < n; i++) {
       const r = recipients[i];
+      if (r.line > 0x7fffffff) throw new RangeError(`Line ${r.line} is too large to pack`);
       pieces += r.values.length + (r.values[addressColumn] === r.address ? 0 : 1);
     }
     const ends = new Int32Array(pieces);
@@ -65,7 +66,6 @@ export class RecipientPack {
       const r = recipients[i];
       const values = r.values;
       const o = i * INTS;
-      if (r.line > 0x7fffffff) throw new RangeError(`Line ${r.line} is too large to pack`);
       ints[o] = r.line;
       let flags = r.smtpUtf8 ? SMTP_UTF8 : 0;
       if (values[addressColumn] === r.address) {

@@ -65,3 +65,22 @@ Deno.test("RecipientPack reads back values that were slices of a larger text", (
   );
   assert.deepEqual(pack.recipient(0).values, ["ann@example.com", "Ann"]);
 });
+
+Deno.test("RecipientPack: a refused batch leaves nothing behind for the next one", () => {
+  const ok: Recipient = {
+    line: 2,
+    address: "a@example.com",
+    values: ["a@example.com"],
+    smtpUtf8: false,
+  };
+  assert.throws(
+    () => RecipientPack.pack([ok, { ...ok, line: 2 ** 31, address: "b@example.com" }], 0),
+    RangeError,
+  );
+  const next = RecipientPack.pack(
+    [{ ...ok, address: "c@example.com", values: ["c@example.com"] }],
+    0,
+  );
+  assert.deepEqual(next.recipient(0).values, ["c@example.com"]);
+  assert.equal(next.address(0), "c@example.com");
+});

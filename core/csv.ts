@@ -60,10 +60,10 @@ export interface CsvRecord {
  * the next full collection. Class instances and arrays copied by `slice` are
  * never pretenured that way.
  */
-class Record implements CsvRecord {
+class ParsedRecord implements CsvRecord {
   line: number;
   fields: string[];
-  error?: string;
+  error: string | undefined = undefined;
   constructor(line: number, fields: string[]) {
     this.line = line;
     this.fields = fields;
@@ -136,7 +136,7 @@ export class CsvParser {
   #finished = false;
   /** The fields of the record being read on the fast path (copied out with `slice`). */
   readonly #scratch: string[] = [];
-  /** The records of the chunk being read (copied out with `slice`, see {@link Record}). */
+  /** The records of the chunk being read (copied out with `slice`, see {@link ParsedRecord}). */
   readonly #out: CsvRecord[] = [];
 
   /** Create a parser; throws `RangeError` for a bad delimiter. */
@@ -191,7 +191,7 @@ export class CsvParser {
 
   /** Close the current record and append it to `out`. */
   #emit(out: CsvRecord[]): void {
-    const record = new Record(this.#recordLine, this.#fields.slice());
+    const record = new ParsedRecord(this.#recordLine, this.#fields.slice());
     if (this.#error !== undefined) {
       record.error = this.#error;
       this.#error = undefined;
@@ -254,7 +254,7 @@ export class CsvParser {
           }
           fields[k++] = s.slice(pos, end);
           fields.length = k;
-          out.push(new Record(this.#line, fields.slice()));
+          out.push(new ParsedRecord(this.#line, fields.slice()));
           this.#line++;
           pos = end + 1;
           if (end === nextCR && pos < len && s.charCodeAt(pos) === LF) pos++;

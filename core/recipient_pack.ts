@@ -6,7 +6,7 @@
  * waits for the answer: it keeps the recipients instead, and renders a message
  * again in the rare case it must be retried. A quarter of a million messages
  * can wait at once, so the recipients are packed: one flat string holding every
- * value, and one `Int32Array` of offsets, instead of an object, an array and a
+ * value, and `Int32Array`s of numbers and offsets, instead of an object, an array and a
  * few strings each (which would also keep the CSV text they were sliced from).
  *
  * @module
@@ -18,7 +18,12 @@ const INTS = 4;
 const SMTP_UTF8 = 1;
 const ADDRESS_IS_VALUE = 2;
 
-const SCRATCH: string[] = [];
+/**
+ * The text is built starting from this character (then cut off), so it is always a
+ * concatenation of two or more pieces, never a single value that may itself be a
+ * slice of the CSV text (see `pack`).
+ */
+const SEED = "\0";
 
 /** Recipients packed into one string and offsets; see the module doc. */
 export class RecipientPack {
@@ -59,7 +64,7 @@ export class RecipientPack {
       pieces += r.values.length + (r.values[addressColumn] === r.address ? 0 : 1);
     }
     const ends = new Int32Array(pieces);
-    const parts = SCRATCH;
+    let text = SEED;
     let at = 0;
     let p = 0;
     for (let i = 0; i < n; i++) {
@@ -73,7 +78,7 @@ export class RecipientPack {
       } else {
         at += r.address.length;
         ends[p++] = at;
-        parts.push(r.address);
+        text += r.address;
       }
       ints[o + 1] = flags;
       ints[o + 2] = p;
@@ -81,12 +86,15 @@ export class RecipientPack {
       for (let v = 0; v < values.length; v++) {
         at += values[v].length;
         ends[p++] = at;
-        parts.push(values[v]);
+        text += values[v];
       }
     }
-    // One flat copy: the values were slices of the CSV text and would keep it alive.
-    const text = parts.join("");
-    parts.length = 0;
+    // The values are slices of the CSV text and would keep it alive; `text` is a tree of
+    // concatenations pointing at them. A substring of it is made from one new flat copy of
+    // the whole (V8 makes slices only of flat strings), which lets go of the pieces; about
+    // a fifth faster than an array join. The test "does not keep the CSV text alive" checks
+    // this (reading a character did not do it: optimised code walks the tree instead).
+    text = text.substring(SEED.length);
     return new RecipientPack(n, ints, ends, text, addressColumn);
   }
 

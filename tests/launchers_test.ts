@@ -1,0 +1,58 @@
+/**
+ * Every way mass-mailer is launched passes the same V8 heap settings
+ * (cli/v8_flags.ts), and this Deno's V8 accepts them and honours them.
+ */
+import assert from "node:assert/strict";
+import { V8_FLAGS, V8_FLAGS_ARG } from "../cli/v8_flags.ts";
+import { compileArgs, PERMISSIONS } from "../scripts/compile.ts";
+
+const config = JSON.parse(
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+) as { tasks: Record<string, string> };
+
+Deno.test("launchers pass the V8 heap settings", async (t) => {
+  await t.step("the binary bakes them in", () => {
+    assert.ok(compileArgs("out").includes(V8_FLAGS_ARG));
+  });
+  for (const task of ["demo", "mass-mailer"]) {
+    await t.step(`deno task ${task}`, () => {
+      const words = config.tasks[task].split(" ");
+      assert.equal(words[0], "deno");
+      assert.equal(words[1], "run");
+      assert.ok(words.includes(V8_FLAGS_ARG), `${task}: ${config.tasks[task]}`);
+    });
+  }
+  await t.step("deno task mass-mailer grants what the binary grants", () => {
+    const words = config.tasks["mass-mailer"].split(" ");
+    assert.deepEqual(words.filter((w) => w.startsWith("--allow")), [...PERMISSIONS]);
+    assert.equal(words.at(-1), "cli.ts");
+  });
+});
+
+Deno.test("this Deno's V8 knows the heap settings and keeps the young generation to them", async () => {
+  // Objects that outlive scavenges make V8 grow the young generation to its limit.
+  const code = `
+    import v8 from "node:v8";
+    const keep = [];
+    for (let i = 0; i < 4e6; i++) {
+      keep.push({ i, s: "x" + i });
+      if (keep.length > 400000) keep.length = 0;
+    }
+    const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space");
+    console.log(s.space_size);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", V8_FLAGS_ARG, code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  // An unknown flag makes Deno exit 1 with "V8 did not recognize flag".
+  assert.equal(out.code, 0, stderr);
+  const newSpace = Number(new TextDecoder().decode(out.stdout).trim());
+  const semi = Number(
+    V8_FLAGS.find((f) => f.startsWith("--max-semi-space-size="))!.split("=")[1],
+  );
+  // V8's young generation is up to three semi-spaces (see YoungGenerationSizeFromSemiSpaceSize).
+  assert.ok(newSpace > 0 && newSpace <= 3 * semi * 2 ** 20, `new space ${newSpace} bytes`);
+});

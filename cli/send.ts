@@ -226,8 +226,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       abortSignal: hard.signal,
       ...hooks,
       onStart: async (info) => {
-        const twice = duplicateColumns(info.columns);
-        if (twice !== undefined) io.stderr(`mass-mailer: warning: ${twice}\n`);
+        for (const warning of info.warnings) io.stderr(`mass-mailer: warning: ${warning}\n`);
         await hooks?.onStart(info);
       },
       onRendered: flags.preview
@@ -621,23 +620,4 @@ export function toCliError(error: unknown): CliError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new CliError(`Unexpected error: ${message}`, EXIT.TRANSPORT, { cause: error });
-}
-
-/**
- * A warning for a header name that appears twice, or undefined: a merge field
- * then takes the first of the two, which may not be what was meant.
- */
-export function duplicateColumns(columns: readonly string[]): string | undefined {
-  const seen = new Map<string, number>();
-  for (let i = 0; i < columns.length; i++) {
-    const name = columns[i];
-    if (name === "") continue;
-    const first = seen.get(name);
-    if (first !== undefined) {
-      return `columns ${first + 1} and ${i + 1} are both named "${name}"; ` +
-        `{{${name}}} takes column ${first + 1} (use {{${i + 1}}} for the other)`;
-    }
-    seen.set(name, i);
-  }
-  return undefined;
 }

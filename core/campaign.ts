@@ -15,7 +15,7 @@ import { type ComposeOptions, MessageComposer, type PackedMessages } from "./mes
 import { RateLimiter, type RateWindow } from "./rate.ts";
 import { createRecipientReader, type ReaderChoiceOptions } from "./parallel_reader.ts";
 import { RecipientPack } from "./recipient_pack.ts";
-import type { RowItem } from "./recipients.ts";
+import { duplicateColumnWarning, type RowItem } from "./recipients.ts";
 import type { MessageTemplate } from "./template.ts";
 import {
   detachMessage,
@@ -114,6 +114,11 @@ export interface CampaignStart {
   readonly hasHeader: boolean;
   /** 0-based index of the address column. */
   readonly addressColumn: number;
+  /**
+   * Things about the input worth telling the user before the run (nothing is
+   * wrong enough to stop it): e.g. two columns with the same header name.
+   */
+  readonly warnings: readonly string[];
   /** The composer, for callers that fingerprint the rendered template. */
   readonly composer: MessageComposer;
 }
@@ -436,10 +441,12 @@ class Engine {
       : { ...this.#o.compose, now: () => this.#wallNow };
     this.#composer = new MessageComposer(this.#o.template, columns, compose);
     this.#addressColumn = reader.addressColumn;
+    const twice = duplicateColumnWarning(reader.columns);
     await this.#o.onStart?.({
       columns: reader.columns,
       hasHeader: reader.hasHeader,
       addressColumn: reader.addressColumn,
+      warnings: twice === undefined ? [] : [twice],
       composer: this.#composer,
     });
   }

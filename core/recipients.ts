@@ -96,6 +96,25 @@ function listColumns(cells: readonly string[]): string {
 }
 
 /**
+ * A warning for a header name that appears twice, or undefined: a merge field
+ * then takes the first of the two, which may not be what was meant.
+ */
+export function duplicateColumnWarning(columns: readonly string[]): string | undefined {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < columns.length; i++) {
+    const name = columns[i];
+    if (name === "") continue;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      return `columns ${first + 1} and ${i + 1} are both named "${name}"; ` +
+        `{{${name}}} takes column ${first + 1} (use {{${i + 1}}} for the other)`;
+    }
+    seen.set(name, i);
+  }
+  return undefined;
+}
+
+/**
  * Reads recipients from CSV bytes. Iterate it once with `for await`; each step
  * yields the items of one input chunk (never an empty batch). Reading is
  * pull-based: the next chunk is read only when the next batch is asked for.

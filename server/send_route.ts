@@ -256,6 +256,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
       columns: start.columns,
       addressColumn: start.addressColumn,
       hasHeader: start.hasHeader,
+      ...(start.warnings.length === 0 ? {} : { warnings: start.warnings }),
       ...(j === undefined ? {} : { idempotencyKey: key, resumed: j.resumed, earlier: j.before }),
     });
     const timer = setInterval(() => {

@@ -1072,6 +1072,25 @@ Deno.test("?dry-run renders every message, creates no transport and sends nothin
   }
 });
 
+Deno.test("the start line carries warnings about the input (two columns with one name), as the CLI prints them", async () => {
+  const s = startServer();
+  try {
+    const csv = "email,name,city,name\nuser1@example.com,Ann,Oslo,Annie\n";
+    const lines = await allLines(await post(s.url, csv));
+    assert.equal(lines[0].type, "start");
+    assert.deepEqual(lines[0].warnings, [
+      'columns 2 and 4 are both named "name"; {{name}} takes column 2 (use {{4}} for the other)',
+    ]);
+    assert.equal(summaryOf(lines).sent, 1);
+    // Without anything to warn about, the start line has no warnings member.
+    const plain = await allLines(await post(s.url, rowsCsv(1)));
+    assert.equal(plain[0].type, "start");
+    assert.equal("warnings" in plain[0], false);
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("an upload that stalls is given up after the idle timeout: the run stops and frees its slot", async () => {
   const s = startServer({ bodyIdleTimeoutMs: 30, maxRuns: 1 });
   try {

@@ -1,4 +1,5 @@
 import { writeGenerated } from "../cli/generate.ts";
+import { V8_FLAGS_ARG } from "../cli/v8_flags.ts";
 
 /**
  * Run a command and measure its wall time and peak RSS (VmHWM sampled from
@@ -71,6 +72,32 @@ export const BENCH_MESSAGE: readonly string[] = [
   "--text",
   "Hi {{name}},\n\nGreetings from {{city}}.\n",
 ];
+
+/**
+ * `deno run` arguments for `mass-mailer send CSV` through the fake transport with
+ * the bench message, `--json` and no progress; `v8Flags` is the `--v8-flags=...`
+ * argument (the shipped one unless given; "" for V8's defaults).
+ */
+export function fakeSendArgs(csv: string, latency: number, v8Flags = V8_FLAGS_ARG): string[] {
+  return [
+    "run",
+    ...(v8Flags === "" ? [] : [v8Flags]),
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    CLI,
+    "send",
+    csv,
+    "--transport",
+    "fake",
+    "--latency",
+    String(latency),
+    ...BENCH_MESSAGE,
+    "--json",
+    "--progress",
+    "none",
+  ];
+}
 
 /** bench/out/, created if missing (ignored by git). */
 export async function benchDir(): Promise<string> {

@@ -16,8 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { V8_FLAGS_ARG } from "../cli/v8_flags.ts";
-import { BENCH_ARGS, BENCH_MESSAGE, CLI, generatedCsv, measure, table } from "./_measure.ts";
+import { BENCH_ARGS, fakeSendArgs, generatedCsv, measure, table } from "./_measure.ts";
 
 const { values } = parseArgs({
   args: BENCH_ARGS,
@@ -34,28 +33,11 @@ const latency = Number(values.latency);
 const runs = Number(values.runs);
 const concurrency = 1_000_000; // the fake transport's default window
 const csv = await generatedCsv(rows);
-const cli = CLI;
 const deno = Deno.execPath();
-const send = [
-  "run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  cli,
-  "send",
-  csv,
-  "--transport",
-  "fake",
-  "--latency",
-  String(latency),
-  ...BENCH_MESSAGE,
-  "--json",
-  "--progress",
-  "none",
-];
+const send = fakeSendArgs(csv, latency);
 
 // Warm the module cache so compile time is not measured.
-await measure(deno, [...send.slice(0, 5), "--version"]);
+await measure(deno, [...send.slice(0, send.indexOf("send")), "--version"]);
 
 const ideal = Math.ceil(rows / concurrency) * latency;
 const results: (string | number)[][] = [[
@@ -67,12 +49,12 @@ const results: (string | number)[][] = [[
 ]];
 const SHIPPED = "mass-mailer";
 const variants: [string, string[]][] = [
-  [SHIPPED, ["run", V8_FLAGS_ARG, ...send.slice(1)]],
-  ["mass-mailer, V8 defaults", send],
+  [SHIPPED, send],
+  ["mass-mailer, V8 defaults", fakeSendArgs(csv, latency, "")],
 ];
 if (values["v8-flags"] !== "") {
   const flags = `--v8-flags=${values["v8-flags"]}`;
-  variants.push([`mass-mailer ${flags}`, ["run", flags, ...send.slice(1)]]);
+  variants.push([`mass-mailer ${flags}`, fakeSendArgs(csv, latency, flags)]);
 }
 const runsOf = new Map<string, { ms: number; rss: number }[]>();
 for (let i = 0; i < runs * variants.length; i++) {

@@ -1,7 +1,8 @@
 /**
  * Benchmark: what the ledger (the per-row report and resume state) costs on
  * the 1M-row fake run of bench/fake.ts, measured with and without it in one
- * run, alternating so that machine noise hits both alike.
+ * run, alternating so that machine noise hits both alike. Both run as mass-mailer
+ * ships, with the V8 heap settings of cli/v8_flags.ts.
  *
  * Usage: deno run -A bench/ledger.ts [--rows N] [--latency MS] [--runs N]
  *
@@ -15,15 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  BENCH_ARGS,
-  BENCH_MESSAGE,
-  benchDir,
-  CLI,
-  generatedCsv,
-  measure,
-  table,
-} from "./_measure.ts";
+import { BENCH_ARGS, benchDir, fakeSendArgs, generatedCsv, measure, table } from "./_measure.ts";
 
 const { values } = parseArgs({
   args: BENCH_ARGS,
@@ -39,25 +32,8 @@ const runs = Number(values.runs);
 const dir = await benchDir();
 const csv = await generatedCsv(rows);
 const report = `${dir}ledger-${rows}.report.csv`;
-const cli = CLI;
 const deno = Deno.execPath();
-const send = [
-  "run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  cli,
-  "send",
-  csv,
-  "--transport",
-  "fake",
-  "--latency",
-  String(latency),
-  ...BENCH_MESSAGE,
-  "--json",
-  "--progress",
-  "none",
-];
+const send = fakeSendArgs(csv, latency);
 
 async function removeReport(): Promise<void> {
   for (const path of [report, `${report}.lock`]) {
@@ -115,7 +91,7 @@ function check(m: Run, expectSent: number): string {
 }
 
 // Warm the module cache so compile time is not measured.
-await measure(deno, [...send.slice(0, 5), "--version"]);
+await measure(deno, [...send.slice(0, send.indexOf("send")), "--version"]);
 
 const results: (string | number)[][] = [["run", "wall ms", "CPU ms", "peak RSS MB", "rows ok"]];
 const row = (name: string, m: Run, expectSent: number) =>

@@ -16,17 +16,65 @@ Deno.test("launchers pass the V8 heap settings", async (t) => {
   });
   for (const task of ["demo", "mass-mailer"]) {
     await t.step(`deno task ${task}`, () => {
-      const words = config.tasks[task].split(" ");
+      const words = runCommand(config.tasks[task]);
       assert.equal(words[0], "deno");
       assert.equal(words[1], "run");
       assert.ok(words.includes(V8_FLAGS_ARG), `${task}: ${config.tasks[task]}`);
     });
   }
   await t.step("deno task mass-mailer grants what the binary grants", () => {
-    const words = config.tasks["mass-mailer"].split(" ");
+    const words = runCommand(config.tasks["mass-mailer"]);
     assert.deepEqual(words.filter((w) => w.startsWith("--allow")), [...PERMISSIONS]);
-    assert.equal(words.at(-1), "cli.ts");
+    assert.equal(words.at(-1), '"$MASS_MAILER_ROOT/cli.ts"');
   });
+});
+
+/** The words of the `deno run ...` command in a task (after any `cd ... &&`). */
+function runCommand(task: string): string[] {
+  const commands = task.split(" && ");
+  return commands.find((c) => c.startsWith("deno run"))!.split(" ");
+}
+
+Deno.test("deno task mass-mailer runs in the caller's directory: relative paths are the caller's", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mass-mailer-task-" });
+  try {
+    await Deno.writeTextFile(`${dir}/list.csv`, "email,name\nann@example.com,Ann\n");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--quiet",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        "mass-mailer",
+        "send",
+        "list.csv",
+        "--transport",
+        "fake",
+        "--latency",
+        "1",
+        "--from",
+        "team@example.com",
+        "--subject",
+        "Hi {{name}}",
+        "--text",
+        "Hello",
+        "--json",
+        "--progress",
+        "none",
+      ],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const summary = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.equal(summary.sent, 1);
+    // The report lands beside the CSV, in the caller's directory.
+    assert.ok((await Deno.stat(`${dir}/list.csv.report.csv`)).isFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("this Deno's V8 knows the heap settings and keeps the young generation to them", async () => {

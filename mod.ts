@@ -26,6 +26,7 @@ export {
   type CampaignStats,
   type CampaignStatus,
   type CampaignSummary,
+  emptyRun,
   runCampaign,
   startCampaign,
   TransportError,

@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type CampaignSummary, startCampaign, TransportError } from "../core/campaign.ts";
+import { type CampaignSummary, emptyRun, startCampaign, TransportError } from "../core/campaign.ts";
 import { systemClock } from "../core/clock.ts";
 import { fingerprintFile, fingerprintTemplate } from "../core/fingerprint.ts";
 import {
@@ -464,15 +464,15 @@ function exitCode(
     return EXIT.TRANSPORT;
   }
   if (s.status !== "finished") return EXIT.INCOMPLETE;
-  const valid = s.rendered + s.done + s.duplicates + s.suppressed;
-  if (s.rows === 0 && input.limit !== 0) {
+  const empty = emptyRun(s, input.limit);
+  if (empty === "no_rows") {
     throw new CliError(
       `Nothing to send: ${input.path === "-" ? "stdin" : input.path} has no data rows ` +
         `(it is empty or holds only a header row)`,
       EXIT.INPUT,
     );
   }
-  if (s.rows > 0 && valid === 0) {
+  if (empty === "no_valid_addresses") {
     const column = recipients.column ?? 1;
     throw new CliError(
       `0 valid addresses in column ${column} of ${s.rows} rows: check --column and --delimiter` +

@@ -243,6 +243,22 @@ export function runCampaign(options: CampaignOptions): Promise<CampaignSummary> 
   return startCampaign(options).done;
 }
 
+/**
+ * Why a run that finished sent nothing that counts, or undefined: `no_rows` (the
+ * input had no data rows: empty, or only a header) or `no_valid_addresses` (rows,
+ * but not one valid address: most often the wrong column or delimiter). Not when
+ * `limit` was 0. The CLI exits 3 for these; the HTTP summary carries them as `code`.
+ */
+export function emptyRun(
+  s: CampaignSummary,
+  limit?: number,
+): "no_rows" | "no_valid_addresses" | undefined {
+  if (s.status !== "finished" || limit === 0) return undefined;
+  if (s.rows === 0) return "no_rows";
+  const valid = s.rendered + s.done + s.duplicates + s.suppressed;
+  return valid === 0 ? "no_valid_addresses" : undefined;
+}
+
 /** Start a campaign; watch `stats` while it runs, await `done` for the summary. */
 export function startCampaign(options: CampaignOptions): Campaign {
   const engine = new Engine(options);

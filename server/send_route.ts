@@ -13,6 +13,7 @@
 import {
   type CampaignStart,
   type CampaignSummary,
+  emptyRun,
   startCampaign,
   TransportError,
 } from "../core/campaign.ts";
@@ -244,7 +245,10 @@ export async function handleSend(service: MailerService, request: Request): Prom
     // Streaming from here on: 200, NDJSON.
     streaming = true;
     const bodyState = intake;
+    /** The run ended by itself (all rows, a --limit, a pause, a failure): no cut to report. */
+    let runEnded = false;
     onCut = (state, bytes) => {
+      if (runEnded) return;
       cause ??= cutCause(state, bytes, o.maxBodyBytes, clientGone, shuttingDown);
       graceful.abort();
     };
@@ -292,8 +296,11 @@ export async function handleSend(service: MailerService, request: Request): Prom
         failure = error;
       }
       clearInterval(timer);
-      const state = bodyState.state;
+      // A body the run no longer needs (it took its --limit, paused or failed) stops being
+      // read now: intake "stopped", which is not a cut-off body.
+      runEnded = true;
       bodyState.release();
+      const state = bodyState.state;
       runOver.resolve();
       if (malformed !== undefined) {
         cause ??= {
@@ -321,7 +328,9 @@ export async function handleSend(service: MailerService, request: Request): Prom
           message: "The run failed unexpectedly; see the server log",
         });
       } else {
-        ndjson.write(finalLine(summary, o.transport.name, cause, state, bodyState.bytes, j));
+        ndjson.write(
+          finalLine(summary, o.transport.name, cause, state, bodyState.bytes, j, opts),
+        );
       }
       ndjson.close();
       slot();
@@ -351,6 +360,8 @@ export async function handleSend(service: MailerService, request: Request): Prom
     // only /metrics and the idempotency ledger (tests/server_test.ts shows it).
     return new Response(ndjson.readable, { status: 200, headers });
   } catch (error) {
+    // An empty body has no columns, so a template with merge fields fails first; say what is wrong.
+    const emptyBody = intake !== undefined && intake.state === "complete" && intake.bytes === 0;
     intake?.release();
     if (intake === undefined) request.body?.cancel().catch(() => {});
     freeSlot?.();
@@ -359,6 +370,11 @@ export async function handleSend(service: MailerService, request: Request): Prom
       await journal?.close();
     } catch (closeError) {
       o.log(`mass-mailer serve: cleanup after a refused request failed: ${describe(closeError)}`);
+    }
+    if (emptyBody && error instanceof TemplateError) {
+      return errorResponse(
+        new HttpError("bad_csv", "The request body is empty: send the recipients CSV as the body"),
+      );
     }
     return errorResponse(toHttpError(error, o.log));
   }
@@ -389,11 +405,24 @@ function finalLine(
   intake: IntakeState,
   bytes: number,
   journal: Ledger | undefined,
+  opts: RequestOptions,
 ): Record<string, unknown> {
   let code: string | undefined = cause?.code;
   let summary = s;
+  const empty = cause === undefined ? emptyRun(s, opts.limit) : undefined;
   if (cause !== undefined && s.status === "stopped") {
     summary = { ...s, reason: cause.message };
+  } else if (empty !== undefined) {
+    // Finished, but nothing to send: what the CLI refuses with exit code 3.
+    code = empty;
+    const column = opts.recipients.column ?? 1;
+    summary = {
+      ...s,
+      reason: empty === "no_rows"
+        ? "The CSV has no data rows (it is empty or holds only a header row); nothing was sent"
+        : `0 valid addresses in column ${column} of ${s.rows} rows; nothing was sent: ` +
+          `check the column and delimiter parameters`,
+    };
   } else if (s.status === "failed") {
     code = s.error instanceof TransportError
       ? "transport_error"

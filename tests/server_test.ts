@@ -1056,6 +1056,19 @@ Deno.test("?dry-run renders every message, creates no transport and sends nothin
       assert.deepEqual([summary.rows, summary.sent], [7, 7]);
       assert.deepEqual(s.deliveries.map((d) => d.line), [2, 3, 4, 5, 6, 7, 8]);
     });
+    await t.step("limit on a body still uploading: finished, not reported as cut off", async () => {
+      // The body stays open: the run takes its 3 rows and ends while the upload goes on.
+      const f = feeder(rowsCsv(50));
+      const summary = summaryOf(await allLines(await post(s.url, f.body, CSV_HEADERS, "?limit=3")));
+      try {
+        f.close();
+      } catch {
+        // The server cancelled the body: nothing to close.
+      }
+      assert.deepEqual([summary.status, summary.rows, summary.sent], ["finished", 3, 3]);
+      assert.equal(summary.code, undefined, JSON.stringify(summary));
+      assert.equal(summary.intake, "stopped");
+    });
     await t.step("column, header-row and delimiter", async () => {
       s.deliveries.length = 0;
       const csv = "name;mail\nAnn;user1@example.com\nBob;user2@example.com\n";
@@ -1067,6 +1080,55 @@ Deno.test("?dry-run renders every message, creates no transport and sends nothin
       assert.equal(summary.sent, 2, JSON.stringify(summary));
       assert.deepEqual(s.deliveries.map((d) => d.to), ["user1@example.com", "user2@example.com"]);
     });
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a body with nothing to send is not a quiet success (CSV-5 over HTTP): no_valid_addresses, no_rows, bad_csv", async (t) => {
+  // A message without merge fields, so that a wrong delimiter shows in the rows, not the template.
+  const s = startServer({
+    message: { from: "Team <team@example.com>", subject: "Hi", text: "Hello" },
+  });
+  try {
+    await t.step("a semicolon file read with the default comma: every row invalid", async () => {
+      const csv = "email;name\nuser1@example.com;Ann\nuser2@example.com;Bob\n";
+      const summary = summaryOf(await allLines(await post(s.url, csv)));
+      assert.deepEqual([summary.rows, summary.sent, summary.invalid], [2, 0, 2]);
+      assert.equal(summary.code, "no_valid_addresses", JSON.stringify(summary));
+      assert.match(String(summary.reason), /0 valid addresses in column 1 of 2 rows/);
+    });
+    await t.step("a header and no rows", async () => {
+      const summary = summaryOf(await allLines(await post(s.url, "email,name\n")));
+      assert.equal(summary.rows, 0);
+      assert.equal(summary.code, "no_rows", JSON.stringify(summary));
+    });
+    await t.step("an empty body: no rows", async () => {
+      const summary = summaryOf(await allLines(await post(s.url, "")));
+      assert.equal(summary.code, "no_rows", JSON.stringify(summary));
+    });
+    await t.step("?limit=0 asks for nothing: no code", async () => {
+      const summary = summaryOf(
+        await allLines(await post(s.url, rowsCsv(3), CSV_HEADERS, "?limit=0")),
+      );
+      assert.equal(summary.code, undefined, JSON.stringify(summary));
+    });
+    await t.step("rows that are all duplicates of a valid one are fine", async () => {
+      const csv = "email,name\nuser1@example.com,Ann\nUSER1@example.com,Ann\n";
+      const summary = summaryOf(await allLines(await post(s.url, csv)));
+      assert.deepEqual([summary.sent, summary.duplicates, summary.code], [1, 1, undefined]);
+    });
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("an empty body is 400 bad_csv, not a template error about a column named 1", async () => {
+  const s = startServer();
+  try {
+    const res = await post(s.url, "");
+    assertJsonError(res.status, await res.json(), "bad_csv");
+    assert.equal(res.status, 400);
   } finally {
     await s.close();
   }

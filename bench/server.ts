@@ -130,7 +130,7 @@ async function runServer(idempotent: boolean, upload: "chunked" | "length"): Pro
     };
     const timer = setInterval(sample, 10);
     // chunked: streamed from the file as it is read; length: the file read first, sent with
-    // Content-Length (what curl --data-binary @file and curl -T file do).
+    // Content-Length (what curl --data-binary @file and curl -X POST -T file do).
     const body = upload === "chunked" ? (await Deno.open(csv)).readable : await Deno.readFile(csv);
     const t0 = performance.now();
     const res = await fetch(`http://127.0.0.1:${port}/v1/send`, {

@@ -160,17 +160,20 @@ export class LedgerError extends Error {
   readonly kind: "changed" | "corrupt" | "foreign" | "io";
   /** The ledger file. */
   readonly path: string;
+  /** The input line the error is about, when it is about one (a row that changed). */
+  readonly line: number | undefined;
   /** Make a ledger error. */
   constructor(
     kind: LedgerError["kind"],
     path: string,
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { line?: number },
   ) {
     super(message, options);
     this.name = "LedgerError";
     this.kind = kind;
     this.path = path;
+    this.line = options?.line;
   }
 }
 
@@ -1071,6 +1074,7 @@ class LedgerWriter implements Ledger {
         `Line ${line} of the input holds another address than the report ${this.path} recorded for it: ` +
           `the input changed since the last run. Restore it, or rerun with --force to match rows ` +
           `to the report by address, or use another --report file`,
+        { line },
       );
     }
     // Matched by line: a later row with the same address (a duplicate) must not match it again.

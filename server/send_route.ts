@@ -423,6 +423,15 @@ function finalLine(
         : `0 valid addresses in column ${column} of ${s.rows} rows; nothing was sent: ` +
           `check the column and delimiter parameters`,
     };
+  } else if (s.error instanceof LedgerError && s.error.kind === "changed") {
+    // The ledger's own words name its file and CLI flags: not for an HTTP client.
+    code = "idempotency_mismatch";
+    const at = s.error.line === undefined ? "A row" : `Line ${s.error.line}`;
+    summary = {
+      ...s,
+      reason: `${at} holds another address than the CSV first sent with this Idempotency-Key; ` +
+        `the run stopped there. Send that CSV to finish it, or use a new key for another list`,
+    };
   } else if (s.status === "failed") {
     code = s.error instanceof TransportError
       ? "transport_error"

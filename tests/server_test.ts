@@ -797,6 +797,9 @@ Deno.test("Idempotency-Key: a key in use gets 409, a key reused for another mess
       const summary = summaryOf(lines);
       assert.equal(summary.code, "idempotency_mismatch", JSON.stringify(summary));
       assert.equal(s.deliveries.length, sent, "nothing sent");
+      // Words for an HTTP client: no server file path, no CLI flag.
+      assert.match(String(summary.reason), /^Line 2 holds another address than the CSV first sent/);
+      assert.doesNotMatch(String(summary.reason), /\/|--force|--report/);
     });
   } finally {
     await s.close();

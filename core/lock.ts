@@ -146,6 +146,8 @@ function startTick(pid: number): string | null | undefined {
   }
   // Fields after the command name, which is in parentheses and may hold spaces.
   const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // A zombie (exited, not yet reaped by its parent) or a dead task runs no more.
+  if (rest[0] === "Z" || rest[0] === "X") return null;
   return rest[19];
 }
 

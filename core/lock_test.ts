@@ -103,6 +103,45 @@ Deno.test("acquireLock() takes over a stale lock", async (t) => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("acquireLock() takes over at once from a holder that exited but was not reaped yet (a zombie)", async (t) => {
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return; // the zombie check reads /proc (Linux)
+  }
+  // `sleep 0` exits at once; its parent then becomes `sleep 5`, which never reaps it.
+  const parent = new Deno.Command("sh", {
+    args: ["-c", "sleep 0 & echo $!; exec sleep 5"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const zombie = Number((await reader.read()).value!.trim());
+  reader.releaseLock();
+  const dir = await tempDir();
+  try {
+    let stat = "";
+    for (let i = 0; i < 200 && !/\) Z /.test(stat); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      stat = Deno.readTextFileSync(`/proc/${zombie}/stat`);
+    }
+    assert.match(stat, /\) Z /, "the child is a zombie");
+    const tick = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    await t.step("the lock names it, with its own start tick", async () => {
+      const path = `${dir}/x.lock`;
+      writeHolder(path, { pid: zombie, host: hostName(), tick });
+      const lock = await acquireLock(path);
+      assert.equal(lock.tookOver?.pid, zombie);
+      await lock.release();
+    });
+  } finally {
+    parent.kill("SIGKILL");
+    await parent.status;
+    await parent.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("acquireLock() refuses a fresh lock of another host it cannot check", async () => {
   const dir = await tempDir();
   const path = `${dir}/x.lock`;

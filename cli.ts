@@ -14,6 +14,7 @@ import { writeGenerated } from "./cli/generate.ts";
 import { type CliIo, processIo } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { reportCommand } from "./cli/report.ts";
+import { describeFsError } from "./cli/message_flags.ts";
 import { sendCommand, toCliError } from "./cli/send.ts";
 import { TRANSPORTS } from "./cli/transports.ts";
 
@@ -106,11 +107,19 @@ async function generateCommand(args: string[], io: CliIo): Promise<number> {
     throw new CliError("Usage: mass-mailer generate <rows> [-o FILE]", EXIT.USAGE);
   }
   const out = parsed.values.output ?? "-";
-  await writeGenerated(out, {
-    rows,
-    seed: parsed.values.seed === undefined ? undefined : Number(parsed.values.seed),
-    domain: parsed.values.domain,
-  });
+  try {
+    await writeGenerated(out, {
+      rows,
+      seed: parsed.values.seed === undefined ? undefined : Number(parsed.values.seed),
+      domain: parsed.values.domain,
+    });
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) return EXIT.OK; // `generate ... | head`
+    if (out === "-" || !(error instanceof Error) || !("code" in error)) throw error;
+    throw new CliError(`Cannot write ${out}: ${describeFsError(error)}`, EXIT.USAGE, {
+      cause: error,
+    });
+  }
   if (out !== "-") io.stderr(`Wrote ${rows} rows to ${out}\n`);
   return EXIT.OK;
 }

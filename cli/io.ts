@@ -24,17 +24,31 @@ export interface CliIo {
   onSignal?(handler: (count: number) => void): () => void;
 }
 
-function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  let at = 0;
-  while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
+/**
+ * A writer of `file` that stops writing, without an error, once the reader has
+ * gone (`mass-mailer send --preview ... | head`): what was left to say has no
+ * reader, and the command's own exit code is the one that counts.
+ */
+function writerOf(file: { writeSync(p: Uint8Array): number }): (text: string) => void {
+  let gone = false;
+  return (text) => {
+    if (gone) return;
+    const bytes = new TextEncoder().encode(text);
+    let at = 0;
+    try {
+      while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+      gone = true;
+    }
+  };
 }
 
 /** The real process: Deno's stdio, environment and signals. */
 export function processIo(): CliIo {
   return {
-    stdout: (text) => writeAll(Deno.stdout, text),
-    stderr: (text) => writeAll(Deno.stderr, text),
+    stdout: writerOf(Deno.stdout),
+    stderr: writerOf(Deno.stderr),
     stderrIsTty: Deno.stderr.isTerminal(),
     stdin: () => Deno.stdin.readable,
     env: (name) => Deno.env.get(name),

@@ -429,6 +429,55 @@ Deno.test("mass-mailer generate writes a header and N unique rows", async () => 
   assert.equal(new Set(lines.slice(1).map((l) => l.split(",")[0])).size, 5);
 });
 
+Deno.test("local output errors get their own exit codes, not the transport's (4)", async (t) => {
+  await t.step(
+    "generate into a directory that does not exist: usage error (2), one line",
+    async () => {
+      const r = await runCli(["generate", "10", "-o", "/nonexistent-dir/x.csv"]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, "mass-mailer: Cannot write /nonexistent-dir/x.csv: no such file\n");
+    },
+  );
+  await t.step("a reader that closes early (| head): the command's own code", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      // A preview bigger than a pipe's buffer, so writing it meets the closed pipe.
+      await Deno.writeTextFile(`${dir}/body.txt`, "Some text of the body.\n".repeat(20_000));
+      await Deno.writeTextFile(`${dir}/list.csv`, "email\nann@example.com\n");
+      const preview = [
+        "send",
+        `${dir}/list.csv`,
+        "--transport",
+        "fake",
+        "--from",
+        "team@example.com",
+        "--subject",
+        "Hi",
+        "--text-file",
+        `${dir}/body.txt`,
+        "--preview",
+      ];
+      for (const args of [["generate", "300000"], preview]) {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, ...args],
+          stdout: "piped",
+          stderr: "piped",
+          env: { NO_COLOR: "1" },
+        }).spawn();
+        const reader = child.stdout.getReader();
+        await reader.read(); // the first bytes, then go away as `head -c` does
+        await reader.cancel();
+        const stderr = await new Response(child.stderr).text();
+        const { code } = await child.status;
+        assert.equal(code, 0, `${args[0]}: ${stderr}`);
+        assert.doesNotMatch(stderr, /Unexpected error|Broken pipe/);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 Deno.test("mass-mailer send --suppress never mails listed addresses (by the duplicate rule)", async () => {
   const list = await tempFile("email\nBOB@Example.com\nnot an address\n", ".txt");
   try {

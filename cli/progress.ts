@@ -50,7 +50,8 @@ export function startProgress(source: ProgressSource, options: ProgressOptions):
   return {
     stop() {
       clearInterval(id);
-      draw(true);
+      // A run that read no row (an empty or header-only input) gets no "0 rows" line.
+      if (last !== "" || source.stats.rows > 0) draw(true);
     },
   };
 }

@@ -228,6 +228,17 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       onStart: async (info) => {
         for (const warning of info.warnings) io.stderr(`mass-mailer: warning: ${warning}\n`);
         await hooks?.onStart(info);
+        // Only now: a run refused before its first row (template, column) shows no progress line.
+        if (mode !== "none" && !flags.preview) {
+          progress = startProgress({
+            stats: campaign.stats,
+            elapsed: campaign.elapsed,
+            input: () => ({ read: input.read(), total: input.size, parsed: campaign.parsed() }),
+          }, {
+            write: io.stderr,
+            tty: mode === "bar" || (mode === "auto" && io.stderrIsTty),
+          });
+        }
       },
       onRendered: flags.preview
         ? (m) => {
@@ -236,16 +247,6 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
         }
         : undefined,
     });
-    if (mode !== "none" && !flags.preview) {
-      progress = startProgress({
-        stats: campaign.stats,
-        elapsed: campaign.elapsed,
-        input: () => ({ read: input.read(), total: input.size, parsed: campaign.parsed() }),
-      }, {
-        write: io.stderr,
-        tty: mode === "bar" || (mode === "auto" && io.stderrIsTty),
-      });
-    }
     summary = await campaign.done;
   } catch (error) {
     throw toCliError(error);

@@ -206,6 +206,9 @@ Deno.test("mass-mailer send refuses an unknown merge field before sending anythi
   assert.match(r.stderr, /nmae/);
   assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert.equal(r.delivered.length, 0);
+  // With progress lines on, still only the error: no "0 rows" line before it.
+  const plain = await send(rows(3), ["--subject", "Hi {{nmae}}", "--progress", "plain"]);
+  assert.equal(plain.stderr.trim().split("\n").length, 1, plain.stderr);
 });
 
 Deno.test("mass-mailer send names the line of an unterminated quote, without a stack trace", async () => {

@@ -426,8 +426,12 @@ async function openReport(report: string, input: string, setup: ReportSetup): Pr
 }
 
 function describeCounts(c: LedgerCounts): string {
-  const parts = [`${formatInt(c.sent)} sent`, `${formatInt(c.failed)} failed`];
-  if (c.failedTransient) parts.push(`(${formatInt(c.failedTransient)} of them transient)`);
+  const parts = [`${formatInt(c.sent)} sent`];
+  parts.push(
+    c.failedTransient
+      ? `${formatInt(c.failed)} failed (${formatInt(c.failedTransient)} of them transient)`
+      : `${formatInt(c.failed)} failed`,
+  );
   parts.push(`${formatInt(c.invalid)} invalid`, `${formatInt(c.duplicate)} duplicates`);
   if (c.suppressed) parts.push(`${formatInt(c.suppressed)} suppressed`);
   return parts.join(", ");
@@ -606,11 +610,12 @@ export function toCliError(error: unknown): CliError {
   }
   if (error instanceof LockError) return new CliError(error.message, EXIT.USAGE, { cause: error });
   if (error instanceof LedgerError) {
-    const code = error.kind === "io"
-      ? EXIT.INCOMPLETE
-      : error.kind === "foreign"
-      ? EXIT.USAGE
-      : EXIT.INPUT;
+    if (error.kind === "foreign") {
+      return new CliError(`${error.message}: choose another --report file`, EXIT.USAGE, {
+        cause: error,
+      });
+    }
+    const code = error.kind === "io" ? EXIT.INCOMPLETE : EXIT.INPUT;
     return new CliError(error.message, code, { cause: error });
   }
   if (error instanceof TypeError || error instanceof RangeError) {

@@ -73,7 +73,10 @@ export function summaryText(s: CampaignSummary, ctx: SummaryContext): string {
     lines.push(`  ${label.padEnd(12)}${formatInt(n).padStart(width)}${note ? `  (${note})` : ""}`);
   }
   if (s.transient) {
-    lines.push(`  ${formatInt(s.transient)} transient failures were retried`);
+    lines.push(
+      `  ${formatInt(s.transient)} transient failures (try-later answers), each retried until ` +
+        `sent or out of attempts`,
+    );
   }
   if (s.reason && s.status !== "failed") lines.push(s.reason);
   if (ctx.transport === "fake" && !s.dryRun) {

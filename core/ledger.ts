@@ -489,7 +489,7 @@ export async function readLedger(
           `${path} is not a mass-mailer report (its first line is ${
             JSON.stringify(head.slice(0, 60))
           }): ` +
-            `choose another --report file; it was not changed`,
+            `it was left unchanged`,
         );
       }
       hasHeader = true;
@@ -541,7 +541,7 @@ export async function readLedger(
       `${path} is not a mass-mailer report (it starts with ${
         JSON.stringify(rest.slice(0, 60))
       }): ` +
-        `choose another --report file; it was not changed`,
+        `it was left unchanged`,
     );
   }
   return { exists: true, goodBytes, size: offset, hasHeader };

@@ -10,19 +10,34 @@ import { writeGenerated } from "./generate.ts";
 import type { CliIo } from "./io.ts";
 import { sendCommand } from "./send.ts";
 
+const DEMO_HELP = `Usage: mass-mailer demo [--rows N] [--keep]
+
+Generates a CSV of N recipients (default 1,000,000) in a temporary directory and sends it
+through the fake transport (500 ms per message, nothing leaves this machine), with a progress
+bar and a summary. --keep leaves the CSV and its report in place (their path is printed).
+`;
+
 /** Run the demo: `--rows N` (default 1,000,000) through the fake transport at 500 ms latency. */
 export async function demoCommand(args: string[], io: CliIo): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { rows: { type: "string" }, keep: { type: "boolean" } },
+      options: {
+        rows: { type: "string" },
+        keep: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (error) {
     throw new CliError(
       `${(error as Error).message}; usage: mass-mailer demo [--rows N]`,
       EXIT.USAGE,
     );
+  }
+  if (parsed.values.help) {
+    io.stdout(DEMO_HELP);
+    return EXIT.OK;
   }
   const rows = Number((parsed.values.rows ?? "1000000").replaceAll("_", ""));
   if (!Number.isInteger(rows) || rows < 0) {

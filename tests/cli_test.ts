@@ -528,3 +528,19 @@ Deno.test("mass-mailer send warns when two header columns have the same name", a
     assert.doesNotMatch(r.stderr, /warning/);
   });
 });
+
+Deno.test("mass-mailer demo generates a CSV and sends every row through the fake transport", async (t) => {
+  await t.step("2,000 rows: all sent, the temporary folder removed", async () => {
+    const r = await runCli(["demo", "--rows", "2000"]);
+    assert.equal(r.code, 0, r.stderr);
+    const generated = /Generated 2,000 recipients in \d+ ms: (\S+)/.exec(r.stderr);
+    assert.ok(generated, r.stderr);
+    assert.match(r.stderr, /sent\s+2,000/);
+    await assert.rejects(Deno.stat(generated[1]), Deno.errors.NotFound);
+  });
+  await t.step("--help", async () => {
+    const r = await runCli(["demo", "--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: mass-mailer demo/);
+  });
+});

@@ -140,6 +140,18 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.OK;
   }
   if (parsed.positionals.length !== 1) {
+    // `--retry-failed` takes an optional value; a wrong one reads as a second input.
+    const at = args.indexOf("--retry-failed");
+    const after = at < 0 ? undefined : args[at + 1];
+    if (
+      after !== undefined && parsed.positionals.includes(after) && parsed.positionals.length > 1
+    ) {
+      throw new CliError(
+        `Invalid --retry-failed ${after}: use --retry-failed transient, --retry-failed all, ` +
+          `or --retry-failed alone (transient)`,
+        EXIT.USAGE,
+      );
+    }
     throw new CliError(
       "Give exactly one input: a CSV file, or - for stdin; see mass-mailer send --help",
       EXIT.USAGE,

@@ -231,6 +231,11 @@ Deno.test("mass-mailer send explains usage errors in one line", async (t) => {
     ["bad number", ["send", "x.csv", ...FAKE, ...MESSAGE, "--concurrency", "lots"], /concurrency/],
     ["unknown command", ["sned"], /Unknown command/],
     [
+      "--retry-failed with a wrong value",
+      ["send", "x.csv", ...FAKE, ...MESSAGE, "--retry-failed", "bogus"],
+      /Invalid --retry-failed bogus: use --retry-failed transient/,
+    ],
+    [
       "--text and --text-file",
       ["send", "x.csv", ...FAKE, ...MESSAGE, "--text-file", "body.txt"],
       /--text or --text-file, not both/,

@@ -273,10 +273,13 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
       // Reported below through ledger.error.
     }
   }
+  /** The report as the summary names it: none when it was just removed. */
+  let shownReport = reportPath;
   if (ledger !== undefined && !ledger.resumed && summary.rows === 0) {
     // A first run that found no data rows sent nothing: leave no report behind, or the
     // next run on the completed file would be refused as a changed input.
     await Deno.remove(ledger.path).catch(() => {});
+    shownReport = undefined;
   }
 
   if (flags.preview) {
@@ -290,7 +293,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT.OK;
   }
 
-  const ctx = { transport: transportCli.name, report: reportPath };
+  const ctx = { transport: transportCli.name, report: shownReport };
   const all = ledger?.counts();
   // The exit code first, so that --json can carry it (and the error that goes with it).
   let code: number;
@@ -299,7 +302,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     code = EXIT.INCOMPLETE;
   } else {
     try {
-      code = exitCode(summary, recipients, { path, limit, report: reportPath });
+      code = exitCode(summary, recipients, { path, limit, report: shownReport });
       if (code === EXIT.OK && (all?.failed ?? 0) > 0) code = EXIT.FAILED_ROWS;
     } catch (error) {
       if (!(error instanceof CliError)) throw error;
@@ -310,7 +313,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
   if (flags.json) {
     const json: Record<string, unknown> = {
       ...summaryJson(summary, ctx),
-      ...(all === undefined ? {} : { report: reportPath, all }),
+      ...(all === undefined || shownReport === undefined ? {} : { report: shownReport, all }),
       exitCode: code,
     };
     const why = failure?.message ?? ledger?.error?.message;
@@ -326,7 +329,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     io.stderr(`mass-mailer: ${ledger.error.message}\n`);
     return code;
   }
-  if (summary.error instanceof SyntaxError && reportPath !== undefined) {
+  if (summary.error instanceof SyntaxError && shownReport !== undefined) {
     io.stderr(
       `Fix the file at that line, then run the same command with --force to continue ` +
         `(rows already sent are matched by address and not sent again)\n`,

@@ -508,6 +508,7 @@ Deno.test("mass-mailer send: a header-only first run leaves no report, so the fi
     const args = ["send", file, ...FAKE, ...MESSAGE];
     const empty = await runCli(args);
     assert.equal(empty.code, 3, empty.stderr);
+    assert.doesNotMatch(empty.stderr, /Per-row report/, "no report is named: none is left");
     await Deno.writeTextFile(file, "a@example.com,Ann\n", { append: true });
     const filled = await runCli(args);
     assert.equal(filled.code, 0, filled.stderr);

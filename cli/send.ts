@@ -422,7 +422,7 @@ async function openReport(report: string, input: string, setup: ReportSetup): Pr
     try {
       if ((await Deno.stat(input)).isFile) inputFingerprint = await fingerprintFile(input);
     } catch (error) {
-      throw new CliError(`Cannot read ${input}: ${describeFsError(error)}`, EXIT.INPUT);
+      throw new CliError(`Cannot read ${where(input)}: ${describeFsError(error)}`, EXIT.INPUT);
     }
   }
   const { column, header, delimiter } = setup.recipients;
@@ -556,7 +556,7 @@ async function openInput(path: string, io: CliIo): Promise<Input> {
       if (info.isFile) size = info.size;
     } catch (error) {
       file?.close();
-      throw new CliError(`Cannot read ${path}: ${describeFsError(error)}`, EXIT.INPUT);
+      throw new CliError(`Cannot read ${where(path)}: ${describeFsError(error)}`, EXIT.INPUT);
     }
     if (size === 0) {
       file.close();
@@ -641,4 +641,9 @@ export function toCliError(error: unknown): CliError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new CliError(`Unexpected error: ${message}`, EXIT.TRANSPORT, { cause: error });
+}
+
+/** `path`, and for a relative one the directory it was looked for in: `list.csv (in /home/ann)`. */
+function where(path: string): string {
+  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) ? path : `${path} (in ${Deno.cwd()})`;
 }

@@ -65,4 +65,10 @@ async function build(output: string): Promise<never> {
   Deno.exit(out.code);
 }
 
-if (import.meta.main) await build(Deno.args[0] ?? "mass-mailer");
+/** The output path from the script's arguments (`deno task compile -- PATH` passes the `--`). */
+export function outputOf(args: readonly string[]): string {
+  const rest = args[0] === "--" ? args.slice(1) : args;
+  return rest[0] ?? "mass-mailer";
+}
+
+if (import.meta.main) await build(outputOf(Deno.args));

@@ -281,6 +281,11 @@ Deno.test("mass-mailer send: unreadable or empty input is a one-line input error
         ["send", "/nonexistent/x.csv", ...FAKE, ...MESSAGE],
         /Cannot read .*no such file/,
       ],
+      [
+        "a missing relative path names the directory it was looked for in",
+        ["send", "no-such-list.csv", ...FAKE, ...MESSAGE],
+        /Cannot read no-such-list\.csv \(in \/.+\): no such file/,
+      ],
       ["a directory", ["send", dir, ...FAKE, ...MESSAGE], /Cannot read .*directory/],
       ["an empty file", ["send", empty, ...FAKE, ...MESSAGE, "--no-report"], /Nothing to send/],
     ];

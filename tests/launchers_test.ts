@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { V8_FLAGS, V8_FLAGS_ARG } from "../cli/v8_flags.ts";
-import { compileArgs, PERMISSIONS } from "../scripts/compile.ts";
+import { compileArgs, outputOf, PERMISSIONS } from "../scripts/compile.ts";
 
 const config = JSON.parse(
   await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
@@ -13,6 +13,11 @@ const config = JSON.parse(
 Deno.test("launchers pass the V8 heap settings", async (t) => {
   await t.step("the binary bakes them in", () => {
     assert.ok(compileArgs("out").includes(V8_FLAGS_ARG));
+  });
+  await t.step("deno task compile -- PATH writes PATH (the task passes the -- through)", () => {
+    assert.equal(outputOf(["--", "/tmp/bin"]), "/tmp/bin");
+    assert.equal(outputOf(["/tmp/bin"]), "/tmp/bin");
+    assert.equal(outputOf([]), "mass-mailer");
   });
   for (const task of ["demo", "mass-mailer"]) {
     await t.step(`deno task ${task}`, () => {

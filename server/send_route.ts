@@ -249,7 +249,7 @@ export async function handleSend(service: MailerService, request: Request): Prom
     let runEnded = false;
     onCut = (state, bytes) => {
       if (runEnded) return;
-      cause ??= cutCause(state, bytes, o.maxBodyBytes, clientGone, shuttingDown);
+      cause ??= cutCause(state, bytes, o.maxBodyBytes, clientGone, shuttingDown, key !== undefined);
       graceful.abort();
     };
     if (bodyState.state !== "reading" && bodyState.state !== "complete") {
@@ -459,8 +459,13 @@ function cutCause(
   limit: number,
   clientGone: boolean,
   shuttingDown: boolean,
+  keyed: boolean,
 ): StopCause {
-  const resume = "send the same request again with the same Idempotency-Key to finish";
+  // Without a key, the same request again would mail the rows already sent a second time.
+  const resume = keyed
+    ? "send the same request again with the same Idempotency-Key to finish"
+    : "the rows after those counted were not sent: send only them (the same request again " +
+      "would mail the sent rows twice; an Idempotency-Key makes such retries safe)";
   if (state === "too_large") {
     return {
       code: "body_too_large",

@@ -1166,6 +1166,9 @@ Deno.test("an upload that stalls is given up after the idle timeout: the run sto
     assert.equal(summary.status, "stopped");
     assert.equal(summary.sent, 20);
     assert.equal(s.app.service.activeRuns, 0, "the slot is free again");
+    // No Idempotency-Key: "send the same request again" would mail these 20 twice.
+    assert.doesNotMatch(String(summary.reason), /same Idempotency-Key/);
+    assert.match(String(summary.reason), /send only them/);
     f.close();
   } finally {
     await s.close();

@@ -135,6 +135,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     );
   }
   let app;
+  const idempotencyDir = String(flags["idempotency-dir"] ?? ".mass-mailer/requests");
   try {
     app = createApp({
       transport: { name: transportCli.name, create: () => transportCli.create(ctx) },
@@ -147,9 +148,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       maxRuns: wholeFlag(flags, "max-runs", 1),
       progressIntervalMs: wholeFlag(flags, "progress-interval", 1),
       bodyIdleTimeoutMs: secondsFlag(flags, "body-timeout"),
-      idempotency: createIdempotencyStore(
-        String(flags["idempotency-dir"] ?? ".mass-mailer/requests"),
-      ),
+      idempotency: createIdempotencyStore(idempotencyDir),
       run: {
         concurrency: wholeFlag(flags, "concurrency", 1),
         rate: flags.rate === undefined ? undefined : parseRate(String(flags.rate)),
@@ -163,6 +162,19 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       throw new CliError(error.message, EXIT.USAGE);
     }
     throw error;
+  }
+  // A directory that cannot hold ledgers would only show at the first keyed request (as a 500).
+  try {
+    await Deno.mkdir(idempotencyDir, { recursive: true });
+    const probe = `${idempotencyDir}/.probe-${Deno.pid}`;
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (error) {
+    throw new CliError(
+      `Cannot keep Idempotency-Key ledgers in --idempotency-dir ${idempotencyDir}: ` +
+        `${describeFsError(error)}`,
+      EXIT.USAGE,
+    );
   }
 
   const stopped = Promise.withResolvers<void>();

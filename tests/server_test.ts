@@ -988,6 +988,12 @@ Deno.test("mass-mailer serve refuses to start without a token unless --no-auth o
     ["a short token", base, { MASS_MAILER_TOKEN: "short" }, /use at least 16/],
     ["a token and --no-auth", [...base, "--no-auth"], { MASS_MAILER_TOKEN: TOKEN }, /not both/],
     ["a bad --max-body", [...base, "--no-auth", "--max-body", "lots"], {}, /Invalid size "lots"/],
+    [
+      "an --idempotency-dir that cannot be a directory",
+      [...base, "--no-auth", "--idempotency-dir", new URL(import.meta.url).pathname + "/sub"],
+      {},
+      /Cannot keep Idempotency-Key ledgers in --idempotency-dir .*server_test\.ts\/sub/,
+    ],
   ];
   for (const [name, args, env, re] of cases) {
     await t.step(name, async () => {

@@ -118,9 +118,15 @@ export async function handleSend(service: MailerService, request: Request): Prom
         part = await mp.next();
       }
       if (part?.name !== "recipients") {
+        const what = part === undefined
+          ? "has no"
+          : part.name === "message"
+          ? 'has a second "message" part where it needs its'
+          : `has a ${JSON.stringify(part.name)} part where it needs its`;
         throw new HttpError(
           "bad_request",
-          'The multipart body needs a "recipients" part (the CSV), after an optional "message" part (JSON)',
+          `The multipart body ${what} "recipients" part: send an optional "message" part (JSON), ` +
+            `then "recipients" (the CSV), and nothing else`,
         );
       }
       template = messageText === undefined

@@ -547,6 +547,20 @@ Deno.test("refusals are JSON with a stable code and never a stack trace", async 
         assertJsonError(res.status, await res.json(), code);
       });
     }
+    await t.step("multipart with another part before recipients names that part", async () => {
+      for (
+        const [first, named] of [["foo", /a "foo" part where/], ["message", /second "message"/]]
+      ) {
+        const form = new FormData();
+        if (first === "message") form.append("message", "{}");
+        form.append(first as string, first === "message" ? "{}" : "bar");
+        form.append("recipients", new Blob(["email\nuser1@example.com\n"]));
+        const res = await fetch(`${s.url}/v1/send`, { method: "POST", body: form, headers: AUTH });
+        const body = await res.json();
+        assertJsonError(res.status, body, "bad_request");
+        assert.match(body.error.message, named as RegExp);
+      }
+    });
     await t.step("bad template -> 400 template_error", async () => {
       const form = new FormData();
       form.append("message", JSON.stringify({ subject: "Hi {{nmae}}" }));

@@ -41,7 +41,6 @@
  *
  * @module
  */
-import process from "node:process";
 
 /** Who holds a lock, as written in the lock file. */
 export interface LockHolder {
@@ -152,12 +151,14 @@ function startTick(pid: number): string | null | undefined {
 }
 
 /** Whether `pid` runs: true, false, or undefined when this process may not check. */
-function pidAlive(pid: number, tick: string | undefined): boolean | undefined {
+async function pidAlive(pid: number, tick: string | undefined): Promise<boolean | undefined> {
   const now = startTick(pid);
   if (now === null) return false;
   if (now !== undefined) return tick === undefined || tick === now;
   try {
     if (Deno.permissions.querySync({ name: "run" }).state !== "granted") return undefined;
+    // Without /proc (not Linux) only: loaded here, it costs every other start-up nothing.
+    const { default: process } = await import("node:process");
     process.kill(pid, 0);
     return true;
   } catch (error) {
@@ -267,7 +268,7 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
         continue;
       }
     } else {
-      const alive = other.host === host ? pidAlive(other.pid, other.tick) : undefined;
+      const alive = other.host === host ? await pidAlive(other.pid, other.tick) : undefined;
       const stale = alive === false || (alive === undefined && ageMs > staleMs);
       if (!stale) {
         const self = other.pid === Deno.pid && other.host === host ? " (this process)" : "";

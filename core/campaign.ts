@@ -119,8 +119,11 @@ export interface CampaignStart {
    * wrong enough to stop it): e.g. two columns with the same header name.
    */
   readonly warnings: readonly string[];
-  /** The composer, for callers that fingerprint the rendered template. */
-  readonly composer: MessageComposer;
+  /**
+   * The composer, for callers that fingerprint the rendered template; undefined
+   * when the input held nothing at all (no header, no row: nothing is rendered).
+   */
+  readonly composer: MessageComposer | undefined;
 }
 
 /** Live counters of a run. `rows` = every other final count + `pending`. */
@@ -434,7 +437,10 @@ class Engine {
     this.#iterator.return?.().catch(() => {});
   }
 
-  /** Read the first batch so the columns are known, then check the template. Throws before any send. */
+  /**
+   * Read the first batch so the columns are known, then check the template. Throws before
+   * any send.
+   */
   async #begin(): Promise<void> {
     const reader = createRecipientReader(this.#o.input, this.#o.recipients);
     this.#iterator = reader[Symbol.asyncIterator]();
@@ -455,7 +461,11 @@ class Engine {
     const compose = this.#o.compose?.now !== undefined
       ? this.#o.compose
       : { ...this.#o.compose, now: () => this.#wallNow };
-    this.#composer = new MessageComposer(this.#o.template, columns, compose);
+    // An input with nothing in it (no header, no row) has no columns to check merge fields
+    // against, and nothing will be rendered: the run finishes with 0 rows (see emptyRun),
+    // which says what is wrong, instead of blaming the template for a column named "1".
+    const empty = first.done === true && reader.columns.length === 0;
+    if (!empty) this.#composer = new MessageComposer(this.#o.template, columns, compose);
     this.#addressColumn = reader.addressColumn;
     const twice = duplicateColumnWarning(reader.columns);
     await this.#o.onStart?.({
@@ -463,7 +473,7 @@ class Engine {
       hasHeader: reader.hasHeader,
       addressColumn: reader.addressColumn,
       warnings: twice === undefined ? [] : [twice],
-      composer: this.#composer,
+      composer: empty ? undefined : this.#composer,
     });
   }
 

@@ -366,8 +366,6 @@ export async function handleSend(service: MailerService, request: Request): Prom
     // only /metrics and the idempotency ledger (tests/server_test.ts shows it).
     return new Response(ndjson.readable, { status: 200, headers });
   } catch (error) {
-    // An empty body has no columns, so a template with merge fields fails first; say what is wrong.
-    const emptyBody = intake !== undefined && intake.state === "complete" && intake.bytes === 0;
     intake?.release();
     if (intake === undefined) request.body?.cancel().catch(() => {});
     freeSlot?.();
@@ -376,11 +374,6 @@ export async function handleSend(service: MailerService, request: Request): Prom
       await journal?.close();
     } catch (closeError) {
       o.log(`mass-mailer serve: cleanup after a refused request failed: ${describe(closeError)}`);
-    }
-    if (emptyBody && error instanceof TemplateError) {
-      return errorResponse(
-        new HttpError("bad_csv", "The request body is empty: send the recipients CSV as the body"),
-      );
     }
     return errorResponse(toHttpError(error, o.log));
   }

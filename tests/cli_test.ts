@@ -341,6 +341,14 @@ Deno.test("mass-mailer send --limit and --dry-run", async (t) => {
   });
 });
 
+Deno.test("mass-mailer send: an empty stdin is 'nothing to send' (exit 3), not a template error", async () => {
+  // MESSAGE has merge fields; an empty input has no columns to check them against.
+  const r = await runCli(["send", "-", ...FAKE, ...MESSAGE], { stdin: "" });
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /Nothing to send: stdin has no data rows/);
+  assert.doesNotMatch(r.stderr, /merge field/);
+});
+
 Deno.test("mass-mailer send reads stdin with -", async () => {
   const log = await Deno.makeTempFile();
   try {

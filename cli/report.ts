@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { LedgerError, type LedgerMeta, type LedgerRecord, readLedger } from "../core/ledger.ts";
+import { type LedgerMeta, type LedgerRecord, readLedger } from "../core/ledger.ts";
 import { CliError, EXIT } from "./exit_codes.ts";
 import { formatInt } from "./format.ts";
 import type { CliIo } from "./io.ts";
@@ -294,9 +294,6 @@ export async function reportCommand(args: string[], io: CliIo): Promise<number> 
   try {
     summary = await summariseReport(parsed.positionals[0], maxFailures);
   } catch (error) {
-    if (error instanceof LedgerError && error.kind === "foreign") {
-      throw new CliError(error.message, EXIT.USAGE, { cause: error });
-    }
     throw toCliError(error);
   }
   if (parsed.values.json) io.stdout(JSON.stringify(summary) + "\n");

@@ -143,9 +143,7 @@ export async function sendCommand(args: string[], io: CliIo): Promise<number> {
     // `--retry-failed` takes an optional value; a wrong one reads as a second input.
     const at = args.indexOf("--retry-failed");
     const after = at < 0 ? undefined : args[at + 1];
-    if (
-      after !== undefined && parsed.positionals.includes(after) && parsed.positionals.length > 1
-    ) {
+    if (after !== undefined && parsed.positionals.includes(after)) {
       throw new CliError(
         `Invalid --retry-failed ${after}: use --retry-failed transient, --retry-failed all, ` +
           `or --retry-failed alone (transient)`,
@@ -436,18 +434,24 @@ async function openReport(report: string, input: string, setup: ReportSetup): Pr
       info: { transport: setup.transport },
     });
   } catch (error) {
+    if (error instanceof LedgerError && error.kind === "foreign") {
+      // The file named as the report (or its default) is something else: say how to go on.
+      throw new CliError(`${error.message}: choose another --report file`, EXIT.USAGE, {
+        cause: error,
+      });
+    }
     throw toCliError(error);
   }
 }
 
 function describeCounts(c: LedgerCounts): string {
-  const parts = [`${formatInt(c.sent)} sent`];
-  parts.push(
-    c.failedTransient
-      ? `${formatInt(c.failed)} failed (${formatInt(c.failedTransient)} of them transient)`
-      : `${formatInt(c.failed)} failed`,
-  );
-  parts.push(`${formatInt(c.invalid)} invalid`, `${formatInt(c.duplicate)} duplicates`);
+  const transient = c.failedTransient ? ` (${formatInt(c.failedTransient)} of them transient)` : "";
+  const parts = [
+    `${formatInt(c.sent)} sent`,
+    `${formatInt(c.failed)} failed${transient}`,
+    `${formatInt(c.invalid)} invalid`,
+    `${formatInt(c.duplicate)} duplicates`,
+  ];
   if (c.suppressed) parts.push(`${formatInt(c.suppressed)} suppressed`);
   return parts.join(", ");
 }
@@ -625,12 +629,11 @@ export function toCliError(error: unknown): CliError {
   }
   if (error instanceof LockError) return new CliError(error.message, EXIT.USAGE, { cause: error });
   if (error instanceof LedgerError) {
-    if (error.kind === "foreign") {
-      return new CliError(`${error.message}: choose another --report file`, EXIT.USAGE, {
-        cause: error,
-      });
-    }
-    const code = error.kind === "io" ? EXIT.INCOMPLETE : EXIT.INPUT;
+    const code = error.kind === "io"
+      ? EXIT.INCOMPLETE
+      : error.kind === "foreign"
+      ? EXIT.USAGE
+      : EXIT.INPUT;
     return new CliError(error.message, code, { cause: error });
   }
   if (error instanceof TypeError || error instanceof RangeError) {

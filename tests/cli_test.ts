@@ -563,3 +563,21 @@ Deno.test("mass-mailer demo generates a CSV and sends every row through the fake
     assert.match(r.stdout, /^Usage: mass-mailer demo/);
   });
 });
+
+Deno.test("a file that is not a report: send says to choose another --report, report just says so", async () => {
+  const other = await tempFile("hello,world\n");
+  const list = await tempFile("email\nann@example.com\n");
+  try {
+    const send = await runCli(["send", list, ...FAKE, ...MESSAGE, "--report", other]);
+    assert.equal(send.code, 2, send.stderr);
+    assert.match(send.stderr, /is not a mass-mailer report .*: choose another --report file\n$/);
+    const report = await runCli(["report", other]);
+    assert.equal(report.code, 2, report.stderr);
+    assert.match(report.stderr, /is not a mass-mailer report/);
+    assert.doesNotMatch(report.stderr, /--report/);
+    assert.equal(await Deno.readTextFile(other), "hello,world\n", "left unchanged");
+  } finally {
+    await Deno.remove(other);
+    await Deno.remove(list);
+  }
+});

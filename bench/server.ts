@@ -24,7 +24,7 @@ import {
   BENCH_ARGS,
   BENCH_MESSAGE,
   benchDir,
-  CLI,
+  fakeSendArgs,
   generatedCsv,
   measure,
   table,
@@ -39,8 +39,8 @@ const { values } = parseArgs({
     "v8-flags": { type: "string", default: V8_FLAGS.join(",") },
   },
 });
-/** `deno run` arguments before the script: the V8 flags (if any) and the permissions. */
-const runFlags = values["v8-flags"] === "" ? ["-A"] : [`--v8-flags=${values["v8-flags"]}`, "-A"];
+/** The `--v8-flags=...` argument of both processes ("" for V8's defaults). */
+const v8Flags = values["v8-flags"] === "" ? "" : `--v8-flags=${values["v8-flags"]}`;
 const rows = Number(values.rows);
 const latency = String(Number(values.latency));
 const runs = Number(values.runs);
@@ -48,11 +48,8 @@ const dir = await benchDir();
 const csv = await generatedCsv(rows);
 const csvBytes = (await Deno.stat(csv)).size;
 const deno = Deno.execPath();
-const cli = CLI;
+const cliSend = fakeSendArgs(csv, Number(latency), v8Flags);
 const serverTs = new URL("../server.ts", import.meta.url).pathname;
-const message = [
-  ...BENCH_MESSAGE,
-];
 
 interface Figures {
   readonly ms: number;
@@ -71,19 +68,7 @@ function check(summary: Record<string, number>): string {
 async function runCli(report: boolean): Promise<Figures> {
   const reportPath = `${dir}server-bench-${crypto.randomUUID()}.report.csv`;
   const m = await measure(deno, [
-    "run",
-    ...runFlags,
-    cli,
-    "send",
-    csv,
-    "--transport",
-    "fake",
-    "--latency",
-    latency,
-    ...message,
-    "--json",
-    "--progress",
-    "none",
+    ...cliSend,
     ...(report ? ["--report", reportPath] : ["--no-report"]),
   ]);
   await Deno.remove(reportPath).catch(() => {});
@@ -101,7 +86,8 @@ async function runServer(idempotent: boolean, upload: "chunked" | "length"): Pro
   const child = new Deno.Command(deno, {
     args: [
       "run",
-      ...runFlags,
+      ...(v8Flags === "" ? [] : [v8Flags]),
+      "-A",
       serverTs,
       "--transport",
       "fake",
@@ -112,7 +98,7 @@ async function runServer(idempotent: boolean, upload: "chunked" | "length"): Pro
       "0",
       "--idempotency-dir",
       state,
-      ...message,
+      ...BENCH_MESSAGE,
     ],
     stdout: "null",
     stderr: "piped",
@@ -178,7 +164,7 @@ async function listeningPort(stderr: ReadableStream<Uint8Array>): Promise<number
 }
 
 // Warm the module cache so compile time is not measured.
-await measure(deno, ["run", "-A", cli, "--version"]);
+await measure(deno, [...cliSend.slice(0, cliSend.indexOf("send")), "--version"]);
 
 const out: (string | number)[][] = [["run", "ms", "peak RSS MB", "rows ok"]];
 const runners = {

@@ -53,12 +53,9 @@ export interface CsvRecord {
 }
 
 /**
- * A record as the parser makes it. A class, not an object literal: V8 may decide
- * from a few samples that every object of a literal survives and allocate them
- * all in the old generation from then on ("pretenuring"), where, dead or not,
- * they keep the young strings they point to (the whole CSV text) alive until
- * the next full collection. Class instances and arrays copied by `slice` are
- * never pretenured that way.
+ * A record as the parser makes it: a class instance with a `slice`d fields array,
+ * never literals, so V8 cannot "pretenure" records and keep the CSV text alive
+ * until the next full collection (see NO_LITERALS in campaign.ts).
  */
 class ParsedRecord implements CsvRecord {
   line: number;
